@@ -1,0 +1,37 @@
+# The two commands in the README are the contract: `make demo` and `make test`, each from a fresh
+# clone with only Python 3.10+ and make.
+PYTHON ?= python3
+VENV ?= .venv
+# PyTorch goes in first: a bare `torch` requirement with nothing installed pulls a multi-GB CUDA
+# build; this pin takes the CPU build. Override for a GPU: make demo TORCH="torch --index-url ..."
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(PIP) install $(TORCH)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	@bash examples/demo.sh $(BIN)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

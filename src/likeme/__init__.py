@@ -1,0 +1,10 @@
+"""likeme: turn your own chat history into language models that are like you.
+
+Data flows one way: exports -> `likeme.ingest` -> `likeme.store` (SQLite) -> datasets -> run dirs.
+Heavy libraries are imported inside the functions that need them so that `likeme --help` is instant.
+"""
+__version__ = "0.1.0"
+
+from likeme.errors import IngestError, LikemeError, UnknownFormatError  # noqa: E402
+
+__all__ = ["IngestError", "LikemeError", "UnknownFormatError", "__version__"]
