@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,9 +40,16 @@ def migration(fn):
     return fn
 
 
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run `;`-separated statements inside the caller's transaction (`executescript` would commit)."""
+    for stmt in sql.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
 @migration
 def m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript("""
+    _script(db, """
         CREATE TABLE sources (
             id INTEGER PRIMARY KEY,
             path TEXT NOT NULL,
@@ -181,26 +189,34 @@ class Store:
             row = self.db.execute("SELECT format FROM sources WHERE sha256 = ?", (digest,)).fetchone()
             if row:
                 return IngestResult(str(path), row[0], already_ingested=True)
-        fmt = format or ingest.detect(path) or ("zip" if path.suffix.lower() == ".zip" else "folder")
         messages = ingest.parse(path, format=format, **options)
-        return self.add_messages(messages, path=path, sha256=digest, format=fmt, scrub=scrub, progress=progress)
+        return self.add_messages(messages, path=path, sha256=digest, format=format, scrub=scrub, progress=progress)
 
     def add_messages(self, messages: Iterable, *, path="<memory>", sha256: str | None = None,
-                     format: str = "unknown", scrub: bool = False,
+                     format: str | None = None, scrub: bool = False,
                      progress: Callable[[int], None] | None = None) -> IngestResult:
         """Store `Message`s (one transaction). Dedup key: the export's message id where it has one,
         else (time, author, text, n-th repeat of that triple): WhatsApp has no ids, and "ok" twice in
-        the same minute is two messages."""
+        the same minute is two messages. `format` defaults to the platforms of the messages."""
         if scrub:
             from likeme.scrub import scrub as scrub_text
-        result = IngestResult(str(path), format)
+        else:
+            scrub_text = None
+        result = IngestResult(str(path), format or "")
+        try:
+            return self._add(messages, result, path, sha256, scrub_text, progress)
+        except sqlite3.Error as e:
+            what = "free some disk space and" if "full" in str(e) else "check the store and"
+            raise LikemeError(f"{self.path}: {e}; nothing from {path} was stored; {what} run again") from None
+
+    def _add(self, messages, result, path, sha256, scrub_text, progress) -> IngestResult:
         forgotten = {r[0] for r in self.db.execute("SELECT author FROM forgotten")}
         conv_ids: dict[tuple[str, str], int] = {}
         repeats: dict[tuple, int] = {}
         with self._transaction():
             cur = self.db.execute(
                 "INSERT INTO sources (path, sha256, format, ingested_at) VALUES (?, ?, ?, ?)",
-                (str(path), sha256 or f"unhashed:{_now()}:{id(messages)}", format, _now()))
+                (str(path), sha256 or f"unhashed:{uuid.uuid4().hex}", result.format, _now()))
             source_row = cur.lastrowid
             batch = []
             n = 0
@@ -217,7 +233,7 @@ class Store:
                     cid = self.db.execute("SELECT id FROM conversations WHERE platform = ? AND name = ?", key).fetchone()[0]
                     conv_ids[key] = cid
                     result.conversations.add(m.conversation)
-                text = scrub_text(m.text) if scrub else m.text
+                text = scrub_text(m.text) if scrub_text else m.text
                 sent = m.sent_at.isoformat()
                 if m.source_id is not None:
                     dedup = f"id:{m.source_id}"
@@ -236,7 +252,9 @@ class Store:
             if progress:
                 progress(n % 1000)
             result.skipped = n - result.added
-            self.db.execute("UPDATE sources SET messages_added = ? WHERE id = ?", (result.added, source_row))
+            result.format = result.format or ",".join(sorted({p for p, _ in conv_ids})) or "empty"
+            self.db.execute("UPDATE sources SET messages_added = ?, format = ? WHERE id = ?",
+                            (result.added, result.format, source_row))
         return result
 
     def _insert(self, rows: list[tuple]) -> int:
