@@ -1,0 +1,148 @@
+"""DiscordChatExporter CSV: one channel (or DM) per file.
+
+    AuthorID,Author,Date,Content,Attachments,Reactions
+    "11","ana#1234","2021-03-04T10:11:12.123+01:00","hi ""you""
+    second line","",""
+
+- Date: ISO with offset in current versions ("2021-03-04T10:11:12.123+01:00" -> aware); older
+  versions wrote "04-Mar-21 10:11 AM" (local wall time -> naive).
+- Author: the old "#1234" discriminator is dropped, so "ana#1234" matches the JSON export's "ana".
+- Conversation: from the file name DiscordChatExporter writes, "Guild - Category - channel [id].csv":
+  the channel for DMs ("Direct Messages - Private - Sam [53].csv" -> "Sam"), "Guild / #channel"
+  for servers (the same names the JSON format gives); any other name -> the file's stem.
+- The CSV has no message type: DiscordChatExporter's fixed texts for calls, renames, pins, joins
+  and group changes ("Started a call that lasted 5 minutes.", "Pinned a message.") -> "system";
+  no content but attachments -> "media". No message ids (source_id None). Newer versions already
+  write mentions and custom emoji as "@name" / ":name:"; raw "<:name:id>" is shortened the same way.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+from likeme.errors import IngestError
+from likeme.ingest import Message
+from likeme.ingest._io import clean_name, read_head, read_text, strip_invisible
+
+NAME = "discord-csv"
+DESCRIPTION = "DiscordChatExporter CSV (AuthorID,Author,Date,Content,Attachments,Reactions)"
+PLATFORM = "discord"
+
+_HEADERS = (("authorid", "author", "date", "content"), ("author", "date", "content", "attachments"))
+_STEM = re.compile(r"^(?P<base>.*?) \[\d+\](?: \([^)]*\))?(?: \[part \d+\])?$")
+_DISCRIMINATOR = re.compile(r"#\d{4}$")
+_CUSTOM_EMOJI = re.compile(r"<a?(:\w+:)\d+>")  # "<:party:1234>" -> ":party:", as in the JSON format
+# DiscordChatExporter's fallback texts for system messages (MessageKind -> content).
+_SYSTEM = re.compile(
+    r"Started a call(?: that lasted [\d,.\s]+ minutes?)?\."
+    r"|Changed the channel name(?:: .*|\.)"
+    r"|Changed the channel icon\."
+    r"|Pinned a message\."
+    r"|Added .+ to the group\.|Added a recipient\."
+    r"|Removed .+ from the group\.|Removed a recipient\.|Left the group\."
+    r"|Joined the server\.|Started a thread\.",
+    re.DOTALL,
+)
+_ISO = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|[+-]\d\d:?\d\d)?$"
+)
+_OLD_FORMATS = ("%d-%b-%y %I:%M %p", "%d-%b-%y %H:%M", "%d-%b-%Y %I:%M %p", "%d-%b-%Y %H:%M",
+                "%m/%d/%Y %I:%M %p", "%d/%m/%Y %H:%M", "%d-%b-%y %I:%M:%S %p")
+
+
+def sniff(path: Path) -> bool:
+    """A .csv whose header is DiscordChatExporter's."""
+    path = Path(path)
+    if not (path.is_file() and path.suffix.lower() == ".csv"):
+        return False
+    first = read_head(path, 1024).splitlines()[:1]
+    if not first:
+        return False
+    try:
+        header = [c.strip().lower() for c in next(csv.reader(first))]
+    except (csv.Error, StopIteration):
+        return False
+    return any(tuple(header[:4]) == h for h in _HEADERS)
+
+
+def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
+    """The channel's rows in file (chronological) order."""
+    path = Path(path)
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        raise IngestError(path, "line 1", f"invalid CSV: {e}") from None
+    cols = {c.strip().lower(): i for i, c in enumerate(header or [])}
+    missing = [c for c in ("author", "date", "content") if c not in cols]
+    if missing:
+        raise IngestError(path, "line 1", f"not a DiscordChatExporter CSV: no {', '.join(missing)} column")
+    conversation = _conversation(path)
+    a, d, c = cols["author"], cols["date"], cols["content"]
+    att = cols.get("attachments")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise IngestError(path, f"line {reader.line_num}", f"invalid CSV: {e}") from None
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"line {reader.line_num}"
+        if len(row) <= max(a, d, c):
+            raise IngestError(path, where, f"expected {len(cols)} columns, found {len(row)}")
+        content = _CUSTOM_EMOJI.sub(r"\1", strip_invisible(row[c]).replace("\r\n", "\n")).strip()
+        attachments = row[att].strip() if att is not None and att < len(row) else ""
+        if _SYSTEM.fullmatch(content):
+            kind = "system"
+        elif not content and attachments:
+            kind = "media"
+        else:
+            kind = "text"
+        author = _DISCRIMINATOR.sub("", clean_name(row[a])).strip()
+        yield Message(PLATFORM, conversation, author, _when(path, row[d], where), content, kind)
+
+
+def _conversation(path: Path) -> str:
+    """ "Friends - Text Channels - general [123].csv" -> "Friends / #general";
+    "Direct Messages - Private - Sam [53].csv" -> "Sam"; "notes.csv" -> "notes"."""
+    stem = clean_name(path.stem)
+    m = _STEM.match(stem)
+    if not m:
+        return stem
+    parts = m.group("base").split(" - ")
+    if len(parts) < 3:
+        return parts[-1] or stem
+    guild, channel = " - ".join(parts[:-2]), parts[-1]
+    return channel if guild == "Direct Messages" else f"{guild} / #{channel}"
+
+
+def _when(path: Path, value: str, where: str) -> datetime:
+    value = value.strip()
+    d = _ISO.match(value)
+    if d:
+        y, mo, da, hh, mi, ss, frac, zone = d.groups()
+        try:
+            t = datetime(int(y), int(mo), int(da), int(hh), int(mi), int(ss or 0),
+                         int((frac or "0")[:6].ljust(6, "0")))
+            if zone is None:
+                return t
+            if zone == "Z":
+                return t.replace(tzinfo=timezone.utc)
+            digits = zone[1:].replace(":", "")
+            offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            return t.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
+        except ValueError:
+            raise IngestError(path, where, f"not a valid date: {value!r}") from None
+    for fmt in _OLD_FORMATS:
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    raise IngestError(path, where, f"not a date like 2021-03-04T10:11:12+01:00 or 04-Mar-21 10:11 AM: {value!r}")
