@@ -186,11 +186,12 @@ def _parse_zip(path: Path, format: str | None, registry: dict, options: dict) ->
         # from "WhatsApp Chat - Sam.zip". Media is skipped when the zip is big (only text is read).
         root = Path(tmp) / path.stem
         root.mkdir()
-        text_like = (".txt", ".json", ".html", ".htm", ".csv", ".tsv", ".jsonl", ".db", ".sqlite")
+        text_like = (".txt", ".text", ".md", ".json", ".jsonl", ".ndjson", ".html", ".htm", ".csv", ".tsv", ".db", ".sqlite")
         for info in infos:
             if info.is_dir():
                 continue
-            if total > 64 * 2**20 and not info.filename.lower().endswith(text_like):
+            name = info.filename.lower()
+            if total > 64 * 2**20 and not (name.endswith(text_like) or "." not in name.rsplit("/", 1)[-1]):
                 continue
             try:
                 zf.extract(info, root)
