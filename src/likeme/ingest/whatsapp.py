@@ -8,9 +8,9 @@ A message starts with a header (date, time, separator) at the start of a line; l
 start with one continue the message above. Which of day/month comes first is decided once for the
 whole file (see `_infer_orders`), never per line, so "01/02/23" means the same date everywhere.
 
-Speed: the whole text is cut with one `re.split` on a header pattern that begins with a literal
-"\\n" (the regex engine then jumps from newline to newline in C); dates are parsed once per distinct
-date string; the per-message loop only does dict lookups, slicing and `datetime(...)`.
+Speed: the whole text is cut with one `re.split` on "\\n" + header (the regex engine jumps from
+newline to newline in C); dates are parsed once per distinct date string, times once per distinct
+time; the per-message loop only does dict lookups, slicing and `datetime(...)`. See bench/ingest.py.
 """
 from __future__ import annotations
 
@@ -53,13 +53,14 @@ _HEADER_BODY = (
     + "(" + _TIME + r")\.?" + "(?:[_ \t\u00a0\u202f]*(" + _AMPM_AFTER + "))?" + _MARK
     + r"(?:\](?:" + _H + r"[-\u2013\u2014])?|" + _H + r"[-\u2013\u2014])" + _H
 )
-# Used on the whole text with a "\n" put in front: the literal newline lets the engine skip ahead.
+# Split on "\n" + header: starting with a literal lets the engine jump from newline to newline in C.
 _SPLIT = re.compile(r"\n" + _HEADER_BODY)
 _SPLIT_PLAIN = re.compile(r"\n" + _HEADER_BODY.replace(_MARK, ""))  # same, for files without marks: ~10% faster
 _HEADER_LINE = re.compile(_HEADER_BODY)
 _GROUPS = 3
-# signal-export writes `[2019-12-24, 12:23] Name: msg`: that is Signal's, not ours (signal.py).
-_SIGNAL_HEADER = re.compile(r"\[\d{4}-\d{2}-\d{2}, \d{2}:\d{2}\] ")
+# signal-export writes `[2019-12-24, 12:23] Name: msg` (and `[2021-08-03 13:40:58]` in its chat.md):
+# a file whose headers all look like that is Signal's (signal.py, sniffed first), not ours.
+_SIGNAL_HEADER = re.compile(r"\[\d{4}-\d{2}-\d{2}(?:, \d{2}:\d{2}| \d{2}:\d{2}:\d{2})\] ")
 _DATE_FIELDS = re.compile(r"([RH]?)(\d+)\D+?(\d+)\D+?([RH]?)(\d+)( BE)?")
 
 _MARKS = frozenset(INVISIBLE + "\u202f")
@@ -273,11 +274,9 @@ def sniff(path: Path) -> bool:
     head = read_head(path, 4096)
     if not head:
         return False
-    lines = [ln for ln in strip_invisible(head).splitlines() if ln.strip()]
+    lines = [ln for ln in strip_invisible(head).splitlines() if ln.strip()][:40]
     if not lines or not _HEADER_LINE.match(lines[0]):
         return False
-    if not lines[-1:] or len(lines) > 1:
-        lines = lines[:-1] or lines  # the last line of a 4 KB head may be cut in half
     headers = [ln for ln in lines if _HEADER_LINE.match(ln)]
     return not all(_SIGNAL_HEADER.match(ln) for ln in headers)
 
@@ -312,7 +311,7 @@ def _date_fields(s: str) -> tuple[int, int, int, bool, str]:
     """ "27\u200f/3\u200f/2022" -> (27, 3, 2022, False, "/"): the three numbers as written, whether
     the first is a year, and the separator. Japanese era and Buddhist years are converted."""
     m = _DATE_FIELDS.match(strip_invisible(s))
-    era1, a, b, era3, c, be = m.groups()
+    _, a, b, era3, c, be = m.groups()
     sep = next((ch for ch in s if ch in "./-"), "/")
     if len(a) >= 3:  # 2022/03/27
         year, first_is_year = int(a), True
@@ -373,10 +372,13 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     has_marks = any(c in text for c in INVISIBLE)
-    parts = (_SPLIT if has_marks else _SPLIT_PLAIN).split("\n" + text)
+    # Every header after a newline splits the text; parts = [before, date, time, marker, rest, date, ...].
+    parts = (_SPLIT if has_marks else _SPLIT_PLAIN).split(text)
     stride = _GROUPS + 1
-    n = (len(parts) - 1) // stride
-    if n == 0:
+    first = _HEADER_LINE.match(parts[0])  # the first line has no newline before it
+    if first:
+        parts[0:1] = ["", *first.groups(), parts[0][first.end():]]
+    if len(parts) == 1:
         raise IngestError(
             path, None,
             "no WhatsApp message lines found (expected lines like '31/12/2023, 23:59 - Name: text' "
@@ -408,14 +410,13 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
     append = out.append
     last = datetime.min
     unsorted = False
-    k = 0
     columns = (parts[1::stride], parts[2::stride], parts[3::stride], parts[4::stride])
     # The loop makes only acyclic objects (Message, datetime, str), so the cyclic GC has nothing to
     # find; its passes over the growing list took ~40% of the loop (measured, 200k messages).
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        for k, (date_s, time_s, marker, rest) in enumerate(zip(*columns)):
+        for date_s, time_s, marker, rest in zip(*columns):
             y, mo, d = dates[date_s]
             tkey = time_s + marker if marker else time_s
             t = times.get(tkey)
@@ -452,8 +453,9 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
                 kind, body, author = _classify(body, marked, author)
             append(Message(PLATFORM, conversation, author, sent_at, body, kind, None, None))
     except ValueError as e:  # datetime() on an impossible date or time
-        raise IngestError(path, f"line {_line_of(parts, k, stride)}",
-                          f"impossible date or time in the header: {e}") from None
+        line = _line_of(parts, len(out), stride, 0 if first else 1)
+        raise IngestError(path, f"line {line}",
+                          f"impossible date or time in the header ({e}); fix or delete that line") from None
     finally:
         if gc_was_on:
             gc.enable()
@@ -489,11 +491,12 @@ def _author(head: str) -> str | bool:
     return clean_name(head).lstrip("~").strip()
 
 
-def _line_of(parts: list[str], k: int, stride: int) -> int:
-    """Line number (1-based) of the k-th header, for error messages."""
-    newlines = parts[0].count("\n") + k
+def _line_of(parts: list[str], k: int, stride: int, first_newline: int) -> int:
+    """Line number (1-based) of the k-th header: the newlines before it are those of the text before
+    the first header, of the k bodies before it and the ones the split took before each header."""
+    newlines = parts[0].count("\n") + k + first_newline
     for j in range(k):
-        newlines += parts[1 + j * stride + stride - 1].count("\n")
+        newlines += parts[(j + 1) * stride].count("\n")
     return newlines + 1
 
 
