@@ -68,9 +68,24 @@ def test_google_chat_space():
          "Yes! I have a copy", "AAAAq1w2e3/tQ1/tQ1"),  # U+202F before AM, "UTC+1", quoted reply
         ("Priya Nair", utc(2024, 1, 2, 13, 5, 9), "media", "", None),  # attached_files, no text
         ("Sam Okafor", utc(2024, 1, 2, 13, 6), "text", "https://books.example.org/left-hand", None),
-        ("Priya Nair", utc(2024, 1, 3, 8, 0), "system", "This message was deleted", None),
+        # deleted: sent, its text gone; a turn without text like a photo, author kept
+        ("Priya Nair", utc(2024, 1, 3, 8, 0), "media", "", None),
     ]  # the bot's empty message (no text, no file) is skipped
     assert msgs[0].source_id == "AAAAq1w2e3/tQ1/tQ1"
+    assert msgs[-1].source_id == "AAAAq1w2e3/tQ5/tQ5"
+
+
+@pytest.mark.parametrize("mark", [{"deleted_date": "Monday, May 6, 2024 at 7:01:00 PM UTC"},
+                                  {"message_state": "DELETED"}])
+def test_google_chat_deleted_message_is_media_without_text(tmp_path, mark):
+    d = tmp_path / "Space AAAAdd"
+    d.mkdir()
+    (d / "messages.json").write_text(json.dumps({"messages": [
+        {"creator": {"name": "Ana"}, "created_date": "Monday, May 6, 2024 at 7:00:00 PM UTC", "text": "hi"},
+        {"creator": {"name": "Ana"}, "created_date": "Monday, May 6, 2024 at 7:00:30 PM UTC",
+         "text": "oops, wrong chat", **mark}]}))
+    assert [(m.kind, m.text, m.author) for m in parse(d / "messages.json")] == [
+        ("text", "hi", "Ana"), ("media", "", "Ana")]
 
 
 def test_google_chat_dm_is_named_after_the_other_person():

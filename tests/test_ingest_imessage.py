@@ -62,7 +62,7 @@ ROWS = [
     ("G4", 1, 1, 0, ns(T + timedelta(minutes=4)), "\ufffc", None, 0, 0, None, 1),
     ("G5", 1, 1, 1, ns(T + timedelta(minutes=5)), "\ufffcour table", None, 0, 0, "G4", 1),
     ("G6", 1, 1, 1, ns(T + timedelta(minutes=6)), "Loved “hey, dinner at 8?”", None, 0, 2000, None, 0),
-    ("G7", 1, 1, 0, ns(T + timedelta(minutes=7)), None, None, 0, 0, None, 0),  # unsent: nothing left
+    ("G7", 1, 1, 0, ns(T + timedelta(minutes=7)), None, None, 0, 0, None, 0),  # unsent: nothing left -> media ""
     # group chat: a rename, a member's message, mine with no handle; seconds-based date (old macOS)
     ("H1", 2, None, 1, int((T - APPLE).total_seconds()) - 60, "Ana named the conversation “Book club”", None, 2, 0, None, 0),
     ("H2", 2, 2, 0, ns(T + timedelta(minutes=2)), "chapter 3 tonight", None, 0, 0, None, 0),
@@ -108,8 +108,25 @@ def test_conversations_authors_kinds_and_order(chat_db):
         ("+15551234567", "+15551234567", "media", "", "G4", None),  # attachment only
         ("+15551234567", "me", "media", "our table", "G5", "G4"),  # attachment with a caption, inline reply
         ("+15551234567", "me", "system", "Loved “hey, dinner at 8?”", "G6", None),  # tapback
-        ("+15551234567", "+15551234567", "system", "", "G7", None),  # nothing left
+        # nothing left (unsent, or never downloaded): a turn without text, like a photo; author kept
+        ("+15551234567", "+15551234567", "media", "", "G7", None),
     ]
+
+
+def test_unsent_message_on_ventura_is_media_without_text(tmp_path):
+    # macOS 13+ "Undo Send": text and attributedBody cleared, date_edited/date_retracted set.
+    p = build(tmp_path / "chat.db")
+    db = sqlite3.connect(p)
+    db.executescript("ALTER TABLE message ADD COLUMN date_edited INTEGER DEFAULT 0;"
+                     "ALTER TABLE message ADD COLUMN date_retracted INTEGER DEFAULT 0;")
+    when = ns(T + timedelta(minutes=8))
+    cur = db.execute("INSERT INTO message (guid, text, attributedBody, handle_id, is_from_me, date, date_edited,"
+                     " date_retracted) VALUES ('G8', NULL, NULL, 0, 1, ?, ?, ?)", (when, when + 10**9, when + 10**9))
+    db.execute("INSERT INTO chat_message_join (chat_id, message_id) VALUES (1, ?)", (cur.lastrowid,))
+    db.commit()
+    db.close()
+    [m] = [m for m in parse(p) if m.source_id == "G8"]
+    assert (m.kind, m.text, m.author, m.conversation) == ("media", "", "me", "+15551234567")
 
 
 def test_dates_are_utc_aware_nanoseconds_or_seconds(chat_db):

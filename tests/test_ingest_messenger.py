@@ -47,7 +47,7 @@ def test_group_folder_merges_message_files_oldest_first_and_repairs_mojibake():
         (at(9), "Sam Okafor", "text", "https://example.org/recette-crêpes"),  # share: the link
         (at(10), "Zoë Brontë", "system", "You sent an attachment."),
         (at(11), "Ana Ruiz", "system", "Reacted ❤ to your message "),
-        (at(12), "Zoë Brontë", "system", ""),  # is_unsent
+        (at(12), "Zoë Brontë", "media", ""),  # is_unsent: a turn without text, like a photo
         (at(13), "Sam Okafor", "system", "Liked a message"),
     ]
     assert all(m.source_id is None and m.reply_to is None for m in msgs)
@@ -69,6 +69,21 @@ def test_instagram_by_path_and_conversation_from_participants():
         ("Kim Lee", "media", ""),  # audio_files
         ("Ana Ruiz", "text", "see you at 8"),
     ]
+
+
+@pytest.mark.parametrize("extra", [{"is_unsent": True}, {"content": "Ana Ruiz unsent a message."},
+                                   {"content": "You unsent a message.", "is_unsent": True}])
+def test_unsent_message_is_media_without_text_and_keeps_its_author(tmp_path, extra):
+    p = tmp_path / "message_1.json"
+    p.write_text(json.dumps({"participants": [{"name": "Ana Ruiz"}, {"name": "Sam"}], "messages": [
+        {"sender_name": "Ana Ruiz", "timestamp_ms": 1700000002000, "type": "Generic", **extra},
+        {"sender_name": "Ana Ruiz", "timestamp_ms": 1700000001000, "content": "hi", "type": "Generic"},
+        {"sender_name": "Ana Ruiz", "timestamp_ms": 1700000000000, "content": "Ana Ruiz left the group."},
+    ]}))
+    assert [(m.kind, m.text, m.author) for m in parse(p)] == [
+        ("system", "Ana Ruiz left the group.", "Ana Ruiz"), ("text", "hi", "Ana Ruiz"), ("media", "", "Ana Ruiz")]
+    assert messenger._classify({}, "Ana Ruiz unsent a message but I kept a copy", p, "x") == (
+        "text", "Ana Ruiz unsent a message but I kept a copy")  # anchored: a person's sentence stays text
 
 
 def test_already_correct_utf8_is_kept():

@@ -38,7 +38,8 @@ def test_chat_md_every_quirk():
         ("Me", datetime(2021, 8, 3, 13, 47), "media", ""),  # a file link without "!"
         ("Ana Lopes", datetime(2021, 8, 3, 13, 50, 41), "media", ""),  # sticker link
         ("Me", datetime(2021, 8, 3, 14, 2, 19), "system", "Missed voice call"),
-        ("Ana Lopes", datetime(2021, 8, 3, 14, 5), "system", "(This message was deleted)"),
+        # "(This message was deleted)": a turn without text, like a photo; the author is kept
+        ("Ana Lopes", datetime(2021, 8, 3, 14, 5), "media", ""),
         # a link the person typed stays text; two reactions dropped
         ("Ana Lopes", datetime(2021, 8, 3, 14, 6, 33), "text",
          "Sorry, wrong chat. Read this: [trail guide](https://example.org/trail)"),

@@ -49,8 +49,9 @@ def test_android_24h_day_first_group_chat():
         (datetime(2023, 3, 14, 9, 7), "Mara Lind", "media", ""),
         (datetime(2023, 3, 14, 9, 7), "Mara Lind", "media", "Map of the trail"),  # caption on the next line
         (datetime(2023, 3, 14, 9, 8), "Tomás", "media", "IMG-20230314-WA0003.jpg"),
-        (datetime(2023, 3, 14, 9, 9), "Tomás", "system", "This message was deleted"),
-        (datetime(2023, 3, 14, 9, 10), "Mara Lind", "system", "You deleted this message"),
+        # deleted messages: a turn the person sent whose text is gone, like a photo
+        (datetime(2023, 3, 14, 9, 9), "Tomás", "media", ""),  # "This message was deleted"
+        (datetime(2023, 3, 14, 9, 10), "Mara Lind", "media", ""),  # "You deleted this message"
         (datetime(2023, 3, 14, 9, 11), "Tomás", "text", "Fine, 9 it is"),  # "<This message was edited>" dropped
         # ": " inside the quoted subject must not make "Mara Lind changed the subject …" an author
         (datetime(2023, 3, 15, 18, 30), "Mara Lind", "system",
@@ -76,8 +77,8 @@ def test_ios_12h_narrow_nbsp_marks_and_notices_with_an_author():
         (datetime(2024, 2, 1, 9, 17), "Leo Park", "media", "Seating plan.pdf • 3 pages"),
         (datetime(2024, 2, 1, 12, 1, 10), "Priya Nair", "media", ""),  # <attached: …jpg>
         (datetime(2024, 2, 1, 12, 2), "Priya Nair", "media", ""),
-        (datetime(2024, 2, 1, 12, 30), "Priya Nair", "system", "This message was deleted."),
-        (datetime(2024, 2, 1, 12, 31), "Leo Park", "system", "You deleted this message."),
+        (datetime(2024, 2, 1, 12, 30), "Priya Nair", "media", ""),  # "\u200eThis message was deleted."
+        (datetime(2024, 2, 1, 12, 31), "Leo Park", "media", ""),  # "\u200eYou deleted this message."
         (datetime(2024, 2, 1, 12, 45), "Leo Park", "text", "See you at the entrance"),
         (datetime(2024, 2, 2, 20, 0), "", "system", "Your security code with Leo Park changed. Tap to learn more."),
         (datetime(2024, 2, 3, 0, 5), "Sam", "text", "Sorry, wrong chat"),  # "~\u202fSam": not a contact; 12 AM = 0h
@@ -102,9 +103,25 @@ def test_day_first_because_only_that_order_goes_up_spanish_a_m():
         (datetime(2023, 4, 3, 9, 15), "Lucía", "text", "Hola, ¿vienes mañana?"),
         (datetime(2023, 4, 3, 9, 20), "Diego", "text", "Sí, llego a las 5"),
         (datetime(2023, 4, 5, 17, 2), "Diego", "media", ""),  # "<Multimedia omitido>", "p.\xa0m."
-        (datetime(2023, 4, 5, 17, 3), "Lucía", "system", "Se eliminó este mensaje"),
+        (datetime(2023, 4, 5, 17, 3), "Lucía", "media", ""),  # "Se eliminó este mensaje": deleted
         (datetime(2023, 5, 2, 12, 30), "Lucía", "text", "¡Qué bien lo pasamos!"),
     ]
+
+
+@pytest.mark.parametrize("header, body", [
+    ("14/03/2023, 09:09 - ", "This message was deleted"),
+    ("[3/14/23, 9:09:00 AM] ", "\u200eYou deleted this message."),
+    ("[3/14/23, 9:09:00 AM] ", "\u200eWaiting for this message. This may take a while."),
+    ("[14.03.23, 09:09:00] ", "\u200eDiese Nachricht wurde gelöscht."),
+    ("14/03/2023, 09:09 - ", "Ce message a été supprimé"),
+    ("14/03/2023, 09:09 - ", "Данное сообщение удалено"),
+])
+def test_deleted_message_is_media_without_text_and_keeps_its_author(tmp_path, header, body):
+    p = tmp_path / "chat.txt"
+    p.write_text(f"{header}Ana Lima: hi\n{header}Ana Lima: {body}\n{header}Ana Lima: Missed voice call\n",
+                 encoding="utf-8")
+    assert [(m.kind, m.text, m.author) for m in parse(p, format="whatsapp")] == [
+        ("text", "hi", "Ana Lima"), ("media", "", "Ana Lima"), ("system", "Missed voice call", "Ana Lima")]
 
 
 def test_iso_dates_and_bodies_with_colons():
@@ -123,7 +140,7 @@ def test_german_dotted_dates_and_localized_notices():
         (datetime(2023, 4, 2, 10, 0, 5), "Jonas Weber", "text"),
         (datetime(2023, 4, 2, 10, 1, 0), "Anke Weber", "text"),
         (datetime(2023, 4, 2, 10, 2, 30), "Anke Weber", "media"),  # "Bild weggelassen"
-        (datetime(2023, 4, 2, 10, 3, 0), "Jonas Weber", "system"),  # "Diese Nachricht wurde gelöscht."
+        (datetime(2023, 4, 2, 10, 3, 0), "Jonas Weber", "media"),  # "Diese Nachricht wurde gelöscht."
         (datetime(2023, 4, 13, 18, 20), "Anke Weber", "text"),
     ]
 
@@ -338,7 +355,7 @@ def test_real_whats_json_ios_languages_agree(name):
     assert [("other" if m.author in other else m.author) for m in msgs] == [
         ("other" if m.author in other else m.author) for m in english]
     kinds = [m.kind for m in msgs]
-    assert (kinds.count("text"), kinds.count("media"), kinds.count("system")) == (6, 14, 3)
+    assert (kinds.count("text"), kinds.count("media"), kinds.count("system")) == (6, 16, 1)  # 2 deleted: media
     assert msgs[0].kind == "system" and msgs[0].author == ""  # the encryption notice, with the chat as author
     assert [m.text for m in msgs if m.kind == "media" and m.text][:1] == ["Some file.txt"]
     assert detect(folder / name) == "whatsapp"
@@ -348,8 +365,15 @@ def test_real_whats_json_ios_languages_agree(name):
 def test_real_whats_json_english_ios_details():
     msgs = list(parse(REAL / "whats_json" / "test" / "data" / "languages" / "english_ios.txt"))
     assert msgs[1].sent_at == datetime(2022, 3, 27, 21, 41, 35)
-    deleted = [(m.author, m.text) for m in msgs if m.kind == "system"][1:]
-    assert deleted == [("Dmitry S", "You deleted this message."), ("Elon Musk", "This message was deleted.")]
+    assert [(m.author, m.text) for m in msgs if m.kind == "system"] == [
+        ("", "Messages and calls are end-to-end encrypted. No one outside of this chat, not even WhatsApp, "
+             "can read or listen to them.")]
+    # "You deleted this message." and "This message was deleted.": turns without text, author kept
+    by_time = {m.sent_at: m for m in msgs}
+    deleted = [by_time[datetime(2022, 3, 27, 21, 50, 54)], by_time[datetime(2022, 3, 27, 21, 54, 45)]]
+    assert [(m.kind, m.text, m.author) for m in deleted] == [("media", "", "Dmitry S"), ("media", "", "Elon Musk")]
+    # Elon Musk's only non-system message is the deleted one
+    assert [(m.kind, m.text) for m in msgs if m.author == "Elon Musk"] == [("media", "")]
     assert msgs[-1].text == "Location: https://maps.google.com/?q=51.5021456,-0.127397"
 
 
@@ -361,7 +385,15 @@ def test_real_whats_json_android_languages(name):
     assert [m.sent_at for m in msgs] == [m.sent_at for m in english]
     assert [m.kind for m in msgs] == [m.kind for m in english]
     assert {m.author for m in msgs} == {"Dmitry S", "Elon", ""}
-    assert len(msgs) == 60 and sum(m.kind == "system" for m in msgs) == 11
+    # 11 notices before deleted messages became media: 8 deleted messages, 3 notices stay system
+    assert len(msgs) == 60 and sum(m.kind == "system" for m in msgs) == 3
+    assert [m.author for m in msgs if m.kind == "system"] == ["", "Dmitry S", "Dmitry S"]  # encryption, 2 calls
+    # the 8 "This message was deleted" / "You deleted this message" lines: turns without text, author kept
+    deleted = [msgs[i] for i in (16, 27, 30, 40, 44, 48, 52, 55)]
+    assert [(m.author, m.kind, m.text) for m in deleted] == [("Dmitry S", "media", ""), ("Elon", "media", "")] + [
+        ("Dmitry S", "media", "")] * 5 + [("Elon", "media", "")]
+    assert [(m.sent_at.hour, m.sent_at.minute) for m in deleted] == [
+        (13, 44), (15, 14), (15, 21), (21, 46), (21, 49), (21, 50), (21, 52), (21, 54)]
     pimlico = next(m for m in msgs if m.text.startswith("Pimlico"))
     assert pimlico.text == "Pimlico Gardens\nLondon, United Kingdom\nhttps://foursquare.com/v/4e89af95e5fa82ad4c0aa03b"
 
@@ -376,6 +408,7 @@ def test_real_langchain_exports():
         (datetime(2023, 1, 23, 3, 19), "User 2"), (datetime(2023, 1, 23, 3, 22), "User 1"),
         (datetime(2023, 4, 20, 9, 42), "User 3"), (datetime(2023, 5, 4, 16, 13, 23), "User 2"),
         (datetime(2023, 5, 5, 15, 48, 11), "James"),
+        (datetime(2023, 6, 29, 0, 16), "User 4"),  # "This message was deleted": media, text ""
     ]
     birds = list(parse(REAL / "langchain-community/libs/community/tests/unit_tests/chat_loaders/data/whatsapp_chat.txt"))
     assert [m.kind for m in birds].count("media") == 3 and birds[0].kind == "system"

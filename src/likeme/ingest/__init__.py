@@ -35,8 +35,9 @@ class Message:
     author:       who wrote it, as the export names them (for system notices: the actor or "")
     sent_at:      when; timezone-aware when the export records the zone, naive otherwise
     text:         the text as a person reads it (mentions and links rendered, entities joined)
-    kind:         "text", "media" (a photo/file/sticker, caption in `text`) or "system" (joins,
-                  renames, calls, encryption notices, deleted-message notices: not a person's words)
+    kind:         "text", "media" (a photo, video, sticker, file or voice note (caption in `text`),
+                  or a deleted message (text "")) or "system" (joins, leaves, renames, calls,
+                  encryption notices: not a person's words)
     reply_to:     the `source_id` of the message this one answers, when the export says so
     source_id:    the export's own id for the message, when it has one
     """

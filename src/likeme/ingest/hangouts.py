@@ -13,7 +13,9 @@ participant's `fallback_name`, else their gaia id.
 Google Chat writes one folder per DM or Space with `messages.json` ({"messages": [{"creator",
 "created_date", "text", "attached_files", "message_id", ...}]}) and `group_info.json` ({"name",
 "members"}). `created_date` reads like "Tuesday, January 2, 2024 at 10:00:00 AM UTC" (newer exports
-put U+202F before AM/PM); the zone (UTC, UTC+1, GMT-05:30, ...) makes `sent_at` aware.
+put U+202F before AM/PM); the zone (UTC, UTC+1, GMT-05:30, ...) makes `sent_at` aware. A deleted
+message (`deleted_date` or `message_state: "DELETED"`) was sent but its text is gone: like a photo,
+it is a turn without text (kind "media", `text=""`, author kept).
 """
 from __future__ import annotations
 
@@ -294,7 +296,7 @@ def _google_chat(path: Path, messages: list) -> Iterator[Message]:
         sid = _str(m.get("message_id")) or None
         reply = _str(_dig(m, "quoted_message_metadata", "message_id")) or None
         if m.get("deleted_date") or m.get("message_state") == "DELETED":
-            kind, text = "system", "This message was deleted"
+            kind, text = "media", ""  # sent, its text gone: a turn without text, like a photo
         elif m.get("attached_files"):
             kind = "media"
         elif text:

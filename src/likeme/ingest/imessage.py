@@ -15,6 +15,9 @@ Quirks handled:
 - kinds: attachments only (text is U+FFFC placeholders) -> media, with the rest as caption; voice
   messages and stickers -> media; group events (`item_type` != 0: renames, joins, leaves) and
   `group_action_type` -> system; tapbacks ("Loved “…”", associated_message_type 2000-3007) -> system.
+  A row with neither text nor an attachment (an unsent message: `date_retracted`/`date_edited` set
+  and the text cleared, or one the Mac never downloaded) was sent but its words are gone: like a
+  photo, it is a turn without text -> media with text "", author kept.
 - `source_id` = guid; `reply_to` = thread_originator_guid / reply_to_guid of an inline reply.
   (On the Mac `reply_to_guid` is set on most messages and points at the previous one, whether or
   not the person replied inline; we keep it, as the export says.)
@@ -179,8 +182,8 @@ def _kind_text(row: dict) -> tuple[str, str]:
         return "media", caption
     if not text.strip():
         # Neither text nor an attachment: an unsent (retracted) message or one the Mac never
-        # downloaded. Nothing a person said survives.
-        return "system", ""
+        # downloaded. The person did send something, its words are gone: a turn without text.
+        return "media", ""
     return "text", text
 
 

@@ -16,10 +16,12 @@ Quirks handled:
   itself has no reliable marker: both apps write the same keys and `thread_path: "inbox/name_123"`.
 - kinds: `content` -> text; photos/videos/gifs/audio_files/files/sticker -> media (caption, if any,
   in text; "X sent a photo." boilerplate dropped); a `share` with a link -> text with the link;
-  calls (`type: Call`, `call_duration`), joins/leaves (`Subscribe`/`Unsubscribe`), unsent messages,
-  reactions notices ("Liked a message", "Reacted ❤ to your message"), "X sent an attachment.",
-  group renames, nicknames, themes and polls -> system. A message with no content at all (a
-  disappearing/view-once message, an unsupported attachment) -> media with empty text.
+  calls (`type: Call`, `call_duration`), joins/leaves (`Subscribe`/`Unsubscribe`), reactions
+  notices ("Liked a message", "Reacted ❤ to your message"), "X sent an attachment.", group
+  renames, nicknames, themes and polls -> system. A message with no content at all (a
+  disappearing/view-once message, an unsupported attachment) -> media with empty text, and so is an
+  unsent message (`is_unsent: true`, "X unsent a message."): the person sent it, its text is gone,
+  so it is a turn without text like a photo (author kept).
 - `sent_at` from `timestamp_ms` (older exports: `timestamp` in seconds) -> UTC-aware datetime.
 - Conversation: `title`, else the participants other than `me` (all of them when `me` is not
   given), else the thread_path's name, else the file or folder name. There are no message ids, so
@@ -57,7 +59,6 @@ _SYSTEM = re.compile(
     r"|.{1,100}? (?:started|joined|ended) (?:a|the) (?:video chat|call|video call|audio call)\."
     r"|The (?:video chat|call|video call|audio call) ended\."
     r"|.{0,100}?[Mm]issed (?:a|your) (?:video |audio )?(?:call|chat)\b.*"
-    r"|.{1,100}? unsent a message\."
     r"|.{1,100}?'s? poll has multiple updates\."
     r"|This poll is no longer available\."
     r"|.{1,100}? (?:created a poll|voted for|changed (?:their|his|her|your) vote)\b.*"
@@ -68,6 +69,8 @@ _SYSTEM = re.compile(
     r")\s*$",
     re.DOTALL,
 )
+# An unsent message: sent, then taken back; a turn without text (media, text "").
+_UNSENT = re.compile(r"^.{1,100}? unsent a message\.\s*$", re.DOTALL)
 _SYSTEM_TYPES = {"call", "subscribe", "unsubscribe"}
 # "Sam sent a photo." and friends: the text of a media message that carries no caption.
 _MEDIA_BOILERPLATE = re.compile(
@@ -146,8 +149,8 @@ def _when(msg: dict, path: Path, where: str) -> datetime:
 def _classify(msg: dict, content: str, path: Path, where: str) -> tuple[str, str]:
     """(kind, text) of one message."""
     mtype = msg.get("type")
-    if msg.get("is_unsent") is True:
-        return "system", content
+    if msg.get("is_unsent") is True or _UNSENT.match(content):
+        return "media", ""
     if (isinstance(mtype, str) and mtype.lower() in _SYSTEM_TYPES) or "call_duration" in msg:
         return "system", content
     share = msg.get("share")

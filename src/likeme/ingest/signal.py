@@ -9,8 +9,10 @@ A message runs until the next header line, so multi-line messages keep their lin
 chat.md, signal-export appends attachments as `![name](./media/x.jpg)` / `[name](./media/x)`,
 stickers as `[emoji](../exported_stickers/..)` or `(( emoji ))`, reactions as `(- Ana: 👍 -)`, and
 puts the quoted message of a reply before the body as `> ` lines: quotes and reactions are dropped
-(they are not this message's words), attachments make the message "media". "Me" is the owner of
-the export; `me="Ana"` renames it. The export records local wall time only: `sent_at` is naive.
+(they are not this message's words), attachments make the message "media", and so does
+"(This message was deleted)" (a turn the person sent whose text is gone: `text=""`, author kept);
+call-history entries are "system". "Me" is the owner of the export; `me="Ana"` renames it. The
+export records local wall time only: `sent_at` is naive.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ _ATTACHMENT = re.compile(r"!?\[([^\]\n]*)\]\((?:\./)?media/[^)\n]*\)")
 _STICKER_LINK = re.compile(r"\[([^\]\n]*)\]\(\.\./exported_stickers/[^)\n]*\)")
 _STICKER_TEXT = re.compile(r"^\(\( (.*) \)\)$")
 _REACTIONS = re.compile(r"^\(- .* -\)$")
-_DELETED = "(This message was deleted)"
+_DELETED = "(This message was deleted)"  # a sent message whose text is gone: media, text ""
 # Call-history entries: "Outgoing voice call (accepted, 1m 3s)", "Missed video call", "Incoming call".
 _CALL = re.compile(r"^(?:Incoming|Outgoing|Missed) (?:(?:voice|video) )?call(?: \([^)]*\))?$")
 
@@ -84,7 +86,9 @@ def _body(lines: list[str]) -> tuple[str, str]:
     text = "\n".join(kept).strip("\n")
     if kind == "text":
         stripped = text.strip()
-        if stripped == _DELETED or _CALL.match(stripped):
+        if stripped == _DELETED:
+            return "", "media"
+        if _CALL.match(stripped):
             return stripped, "system"
     return text, kind
 

@@ -118,29 +118,33 @@ _IOS_ATTACHED = re.compile(
     r"^(.*?)\s*<(?:attached|angehängt|Anhang|pièce jointe|adjunto|anexo|anexado|allegato|прикреплено|додано"
     r"|bijgevoegd|eklendi|terlampir|załączono|المُرفق|מצורף|bifogat|vedlagt|附件|添付ファイル|첨부됨): [^<>\n]*>$"
 )
-# Deleted messages, missed calls and the like: not the person's words, the author is kept.
-_AUTHORED_NOTICES = """
+# Deleted (or not yet delivered) messages: the person did send something, its text is gone. Like
+# media, they are a turn without text: kind "media", text "".
+_DELETED_NOTICES = """
 This message was deleted|You deleted this message|Waiting for this message. This may take a while
-|Waiting for this message. Check your phone|Missed voice call|Missed video call|Missed group voice call
-|Missed group video call
-|Diese Nachricht wurde gelöscht|Du hast diese Nachricht gelöscht|Verpasster Sprachanruf|Verpasster Videoanruf
-|Ce message a été supprimé|Vous avez supprimé ce message|Appel vocal manqué|Appel vidéo manqué
-|Se eliminó este mensaje|Eliminaste este mensaje|Este mensaje fue eliminado|Llamada perdida|Videollamada perdida
-|Llamada de voz perdida
-|Esta mensagem foi apagada|Você apagou esta mensagem|Mensagem apagada|Apagou esta mensagem|Chamada de voz perdida
-|Chamada de vídeo perdida|Videochamada perdida
-|Questo messaggio è stato eliminato|Hai eliminato questo messaggio|Chiamata vocale persa|Videochiamata persa
-|Dit bericht is verwijderd|U hebt dit bericht verwijderd|Je hebt dit bericht verwijderd|Gemist spraakgesprek
-|Gemist videogesprek
-|Данное сообщение удалено|Вы удалили данное сообщение|Это сообщение удалено|Вы удалили это сообщение
-|Пропущенный аудиозвонок|Пропущенный видеозвонок
-|Це повідомлення було видалено|Ви видалили це повідомлення|Пропущений аудіодзвінок|Пропущений відеодзвінок
-|تم حذف هذه الرسالة|أنت حذفت هذه الرسالة|لقد حذَفت هذه الرسالة|مكالمة صوتية فائتة|مكالمة فيديو فائتة
-|Bu mesaj silindi|Bu mesajı sildiniz|Cevapsız sesli arama|Cevapsız görüntülü arama
-|Pesan ini dihapus|Anda menghapus pesan ini|Panggilan suara tak terjawab|Panggilan video tak terjawab
-|Ta wiadomość została usunięta|Usunąłeś(-ęłaś) tę wiadomość
-|הודעה זו נמחקה|מחקת את ההודעה הזו
+|Waiting for this message. Check your phone|Diese Nachricht wurde gelöscht
+|Du hast diese Nachricht gelöscht|Ce message a été supprimé|Vous avez supprimé ce message
+|Se eliminó este mensaje|Eliminaste este mensaje|Este mensaje fue eliminado
+|Esta mensagem foi apagada|Você apagou esta mensagem|Mensagem apagada|Apagou esta mensagem
+|Questo messaggio è stato eliminato|Hai eliminato questo messaggio|Dit bericht is verwijderd
+|U hebt dit bericht verwijderd|Je hebt dit bericht verwijderd|Данное сообщение удалено
+|Вы удалили данное сообщение|Это сообщение удалено|Вы удалили это сообщение
+|Це повідомлення було видалено|Ви видалили це повідомлення|تم حذف هذه الرسالة|أنت حذفت هذه الرسالة
+|لقد حذَفت هذه الرسالة|Bu mesaj silindi|Bu mesajı sildiniz|Pesan ini dihapus
+|Anda menghapus pesan ini|Ta wiadomość została usunięta|Usunąłeś(-ęłaś) tę wiadomość|הודעה זו נמחקה
+|מחקת את ההודעה הזו
 """
+# Missed calls: not the person's words, the author is kept.
+_CALL_NOTICES = """
+Missed voice call|Missed video call|Missed group voice call|Missed group video call
+|Verpasster Sprachanruf|Verpasster Videoanruf|Appel vocal manqué|Appel vidéo manqué|Llamada perdida
+|Videollamada perdida|Llamada de voz perdida|Chamada de voz perdida|Chamada de vídeo perdida
+|Videochamada perdida|Chiamata vocale persa|Videochiamata persa|Gemist spraakgesprek
+|Gemist videogesprek|Пропущенный аудиозвонок|Пропущенный видеозвонок|Пропущений аудіодзвінок
+|Пропущений відеодзвінок|مكالمة صوتية فائتة|مكالمة فيديو فائتة|Cevapsız sesli arama
+|Cevapsız görüntülü arama|Panggilan suara tak terjawab|Panggilan video tak terjawab
+"""
+_AUTHORED_NOTICES = _DELETED_NOTICES + "|" + _CALL_NOTICES
 
 
 def _variants(block: str) -> set[str]:
@@ -162,12 +166,15 @@ for _s in _MEDIA_WORDS:
     _EXACT[_s] = "media"
 for _s in _NOTICE_WORDS:
     _EXACT[_s] = "system"
+_DELETED_WORDS = _variants(_DELETED_NOTICES)
+for _s in _DELETED_WORDS:
+    _EXACT[_s] = "media"
 for _s in _ANDROID_MEDIA_WORDS:
     _EXACT["<" + _s + ">"] = "media"
 _EXACT["null"] = "media"  # Android writes "null" for a view-once photo
 for _k, _v in list(_EXACT.items()):  # the spellings as exported: "GIF omitted", "<Media omitted>"
     _EXACT.setdefault(_k[:1].upper() + _k[1:], _v)
-for _block, _kind in ((_IOS_MEDIA, "media"), (_AUTHORED_NOTICES, "system")):
+for _block, _kind in ((_IOS_MEDIA, "media"), (_DELETED_NOTICES, "media"), (_CALL_NOTICES, "system")):
     for _s in _block.replace("\n", "").split("|"):
         _s = _s.strip()
         _EXACT.setdefault(_s, _kind)
@@ -540,6 +547,8 @@ def _classify(body: str, marked: str | None, author: str) -> tuple[str, str, str
         for n_words in (2, 3, 4):
             if len(words) > n_words and " ".join(words[-n_words:]) in _MEDIA_WORDS:
                 return "media", caption or " ".join(first.strip().split(" ")[:-n_words]).strip(), author
+    if low in _DELETED_WORDS:
+        return "media", "", author
     if low in _NOTICE_WORDS:
         return "system", body, author
     lead = marked is not None and marked[:1] in _MARKS
