@@ -1,0 +1,249 @@
+"""Messages in the store -> training examples `{"input_ids", "labels"}` for one person (`--as NAME`).
+
+Who is speaking decides the loss mask: only NAME's tokens carry labels, everything else is -100
+(litgpt's `SFTDataset`, LLMs-from-scratch's collate). Padding lives in `collate`, not here.
+
+Two formats:
+- `persona` (default): one example per reply of NAME, with the turns before it in the same session
+  as context, rendered with the base model's chat template. Other people are `user` turns (prefixed
+  with "Name: " when more than two people are in the chat), NAME's earlier messages are `assistant`
+  turns, consecutive messages of one author are merged into one turn. Labels: the reply and the
+  token that ends the turn, so the model learns to stop (unsloth #416: models that never stop).
+- `transcript`: plain language modelling on "Name: message" lines, sessions joined by EOS and
+  packed into fixed blocks; `loss_on="me"` labels only NAME's lines, `"all"` every token.
+
+The split is by time: the latest `heldout` fraction of sessions is never trained on.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from likeme.errors import LikemeError
+
+IGNORE = -100  # the label PyTorch's cross-entropy skips
+MIN_REPLIES = 20  # below this a voice has nothing to learn from; ~1 evening of chatting
+
+
+@dataclass
+class Turn:
+    """One speaker's consecutive messages, merged: Turn("Ana", "hi\\nare you up?")."""
+
+    author: str
+    text: str
+
+
+def session_turns(session) -> list[Turn]:
+    """Stored messages of one session -> turns. Media and system messages are left out; consecutive
+    messages of one author become one turn, joined by newlines.
+
+    Example: [Ana "hi", Ana <photo>, Ana "look", Sam "wow"] -> [Turn(Ana, "hi\\nlook"), Turn(Sam, "wow")]
+    """
+    turns: list[Turn] = []
+    for m in session:
+        if m.kind != "text" or not m.text.strip():
+            continue
+        if turns and turns[-1].author == m.author:
+            turns[-1].text += "\n" + m.text
+        else:
+            turns.append(Turn(m.author, m.text))
+    return turns
+
+
+def system_prompt(name: str) -> str:
+    """The system turn of every persona example, and of `likeme chat`: the same words at training
+    and at inference time (SmolLM2's template otherwise inserts its own "helpful assistant" prompt)."""
+    return f"You are {name}. Write {name}'s next message in this chat, in {name}'s own words and style."
+
+
+def chat_messages(context: list[Turn], name: str, prefix_names: bool) -> list[dict]:
+    """Turns -> chat-template messages from NAME's point of view.
+
+    Example (three people, NAME="Ana"): [Turn(Sam, "hi"), Turn(Ana, "yo"), Turn(Bo, "ok")] ->
+      [system, {"user", "Sam: hi"}, {"assistant", "yo"}, {"user", "Bo: ok"}]
+    """
+    out = [{"role": "system", "content": system_prompt(name)}]
+    for t in context:
+        if t.author == name:
+            out.append({"role": "assistant", "content": t.text})
+        else:
+            out.append({"role": "user", "content": f"{t.author}: {t.text}" if prefix_names else t.text})
+    return out
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token that closes an assistant turn in the tokenizer's chat template: `<|im_end|>`
+    (ChatML: SmolLM2, Qwen), `<|eot_id|>` (Llama 3), `<end_of_turn>` (Gemma), else the EOS token."""
+    vocab = tokenizer.get_vocab()
+    for tok in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+        if tok in vocab:
+            return vocab[tok]
+    return tokenizer.eos_token_id
+
+
+def _ids(x) -> list[int]:
+    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); 4.x a list
+    return list(x["input_ids"] if hasattr(x, "keys") else x)
+
+
+def persona_example(tokenizer, context: list[Turn], reply: Turn, name: str, *, prefix_names: bool,
+                    max_length: int = 512) -> dict | None:
+    """One reply of NAME with its context -> {"input_ids", "labels"}; the oldest context turns are
+    dropped until it fits in `max_length` (the reply itself is cut only if it alone is too long)."""
+    eot = end_of_turn_id(tokenizer)
+    for start in range(len(context) + 1):
+        msgs = chat_messages(context[start:], name, prefix_names)
+        prompt = _ids(tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
+        full = _ids(tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": reply.text}],
+                                                  tokenize=True))
+        if full[: len(prompt)] != prompt:  # a template that renders history differently: not ChatML-like
+            raise LikemeError("the base model's chat template does not extend the prompt with the reply; "
+                              "use --format transcript with this model")
+        answer = full[len(prompt):]
+        if eot in answer:  # label up to and including the end-of-turn token, not the newline after it
+            answer = answer[: answer.index(eot) + 1]
+        if len(prompt) + len(answer) <= max_length or start == len(context):
+            ids = (prompt + answer)[:max_length]
+            labels = ([IGNORE] * len(prompt) + answer)[:max_length]
+            if all(l == IGNORE for l in labels):
+                return None
+            return {"input_ids": ids, "labels": labels}
+    return None
+
+
+@dataclass
+class VoiceData:
+    """Train and held-out examples for one person, and what they were built from."""
+
+    train: list[dict]
+    heldout: list[dict]
+    train_sessions: int
+    heldout_sessions: int
+    replies: int  # NAME's replies (persona) or lines (transcript) in the data
+    partner: str = ""  # the person NAME talks to most: who the user plays in `likeme chat`
+
+
+def _sessions_with(store, name: str, gap):
+    people = {p.author for p in store.people()}
+    if name not in people:
+        close = sorted(people, key=lambda p: (p.lower() != name.lower(), p))[:5]
+        raise LikemeError(f"no messages by {name!r} in the store; people there include: "
+                          f"{', '.join(close) or 'nobody yet (run likeme ingest)'} (see likeme people)")
+    raw_sessions = store.sessions(gap=gap)
+    conv_people: dict[str, set] = {}
+    for raw in raw_sessions:
+        conv_people.setdefault(raw[0].conversation, set()).update(m.author for m in raw if m.kind == "text")
+    out = []
+    for raw in raw_sessions:
+        turns = session_turns(raw)
+        if any(t.author == name for t in turns):
+            # (start time, more than two people in the chat?, turns)
+            out.append((raw[0].sent_at, len(conv_people[raw[0].conversation]) > 2, turns))
+    out.sort(key=lambda s: s[0])  # by start time, across conversations
+    return out
+
+
+def _partner(sessions, name: str) -> str:
+    from collections import Counter
+
+    counts = Counter(t.author for _, _, turns in sessions for t in turns if t.author != name)
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def split_by_time(sessions: list, heldout: float) -> tuple[list, list]:
+    """The latest `heldout` fraction of sessions (at least one) is held out: [s1..s10], 0.1 -> [s1..s9], [s10]."""
+    n_held = max(1, math.ceil(len(sessions) * heldout)) if heldout > 0 and len(sessions) > 1 else 0
+    return sessions[: len(sessions) - n_held], sessions[len(sessions) - n_held:]
+
+
+def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,
+                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES) -> VoiceData:
+    """Every reply of NAME (a NAME turn with at least one turn before it in its session).
+    `heldout=0` puts everything in `train` (for scoring a file never trained on)."""
+    from likeme.store import DEFAULT_SESSION_GAP
+
+    sessions = _sessions_with(store, name, gap or DEFAULT_SESSION_GAP)
+    train_s, held_s = split_by_time(sessions, heldout)
+
+    def build(group):
+        out = []
+        for _, prefix, turns in group:
+            for i, t in enumerate(turns):
+                if t.author == name and i > 0:
+                    ex = persona_example(tokenizer, turns[max(0, i - context_turns): i], t, name,
+                                         prefix_names=prefix, max_length=max_length)
+                    if ex:
+                        out.append(ex)
+        return out
+
+    data = VoiceData(build(train_s), build(held_s), len(train_s), len(held_s), 0, _partner(sessions, name))
+    data.replies = len(data.train) + len(data.heldout)
+    _check_size(name, data, heldout > 0, min_replies)
+    return data
+
+
+def transcript_dataset(store, name: str, tokenizer, *, block_size: int = 512, loss_on: str = "me",
+                       heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES) -> VoiceData:
+    """All participants as "Name: message" lines; sessions joined by EOS and packed into blocks."""
+    from likeme.store import DEFAULT_SESSION_GAP
+
+    if loss_on not in ("me", "all"):
+        raise LikemeError(f"--loss-on must be 'me' or 'all', not {loss_on!r}")
+    sessions = _sessions_with(store, name, gap or DEFAULT_SESSION_GAP)
+    train_s, held_s = split_by_time(sessions, heldout)
+    eos = tokenizer.eos_token_id
+
+    def build(group):
+        ids: list[int] = []
+        labels: list[int] = []
+        lines = 0
+        for _, _, turns in group:
+            for t in turns:
+                piece = tokenizer(f"{t.author}: {t.text}\n", add_special_tokens=False)["input_ids"]
+                mine = loss_on == "all" or t.author == name
+                lines += t.author == name
+                ids += piece
+                labels += piece if mine else [IGNORE] * len(piece)
+            ids.append(eos)
+            labels.append(eos if loss_on == "all" else IGNORE)
+        blocks = []
+        for i in range(0, len(ids), block_size):  # (N,) -> (N / block_size, block_size), last one shorter
+            b_ids, b_labels = ids[i: i + block_size], labels[i: i + block_size]
+            if any(l != IGNORE for l in b_labels[1:]):
+                blocks.append({"input_ids": b_ids, "labels": b_labels})
+        return blocks, lines
+
+    (train, n1), (held, n2) = build(train_s), build(held_s)
+    data = VoiceData(train, held, len(train_s), len(held_s), n1 + n2, _partner(sessions, name))
+    _check_size(name, data, heldout > 0, min_replies)
+    return data
+
+
+def _check_size(name: str, data: VoiceData, need_heldout: bool, min_replies: int) -> None:
+    if data.replies < min_replies or not data.train:
+        raise LikemeError(
+            f"too little to learn {name}'s voice: {data.replies} replies by {name} found, at least "
+            f"{min_replies} needed (ingest more of {name}'s chats)")
+    if need_heldout and not data.heldout:
+        raise LikemeError(f"no held-out session with a reply by {name}: ingest chats spanning more sessions")
+
+
+def collate(batch: list[dict], pad_id: int) -> dict:
+    """Right-pad a list of examples into tensors: input_ids with `pad_id`, labels with -100.
+
+    Example (pad_id=0): [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+      -> input_ids [[5, 6, 7], [8, 0, 0]], labels [[-100, 6, 7], [8, -100, -100]],
+         attention_mask [[1, 1, 1], [1, 0, 0]]
+    """
+    import torch
+
+    width = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, T)
+    for i, b in enumerate(batch):
+        n = len(b["input_ids"])
+        ids[i, :n] = torch.tensor(b["input_ids"])
+        labels[i, :n] = torch.tensor(b["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
