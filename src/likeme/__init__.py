@@ -7,4 +7,13 @@ __version__ = "0.1.0"
 
 from likeme.errors import IngestError, LikemeError, UnknownFormatError  # noqa: E402
 
-__all__ = ["IngestError", "LikemeError", "UnknownFormatError", "__version__"]
+__all__ = ["IngestError", "LikemeError", "UnknownFormatError", "__version__", "load"]
+
+
+def __getattr__(name: str):
+    """`likeme.load` imports `likeme.generate` on first use only (PEP 562), keeping `import likeme` light."""
+    if name == "load":
+        from likeme.generate import load
+
+        return load
+    raise AttributeError(f"module 'likeme' has no attribute {name!r}")

@@ -130,7 +130,358 @@ def formats():
         click.echo(f"{name:<14} {getattr(fmt, 'DESCRIPTION', '')}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Talking to a trained voice: likeme.generate
+
+
+def sampling_options(fn):
+    """The sampling flags (--temperature ... --num-return-sequences), one per `generate.Sampling` field,
+    help text and defaults written once there. Each is None when not given."""
+    from likeme.config import click_options
+    from likeme.generate import Sampling  # light: generate.py imports torch only inside its functions
+
+    return click_options(Sampling)(fn)
+
+
+def _load_voice(run, flags: dict):
+    """Check the flags (before the slow load), load the run, make the flags its defaults."""
+    from likeme.generate import Sampling, load
+    from likeme.models import resolve
+
+    Sampling().updated(**flags)
+    resolve(run)  # a wrong name fails at once, before the slow imports
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would land in piped output's stderr
+    hf_logging.set_verbosity_error()
+    voice = load(run)
+    voice.sampling = voice.sampling.updated(**flags)
+    return voice
+
+
+def _text_arg(text: str, what: str) -> str:
+    """'-' -> stdin (for pipes: `echo hi | likeme chat RUN -m -`)."""
+    if text != "-":
+        return text
+    text = sys.stdin.read().strip()
+    if not text:
+        raise LikemeError(f"no {what} on stdin: pipe one in, or pass it as an argument")
+    return text
+
+
+def _echo_piece(piece: str) -> None:
+    click.echo(piece, nl=False)  # click.echo flushes: each piece shows as it is generated
+
+
+def _print_all(results, prefix: str = "") -> None:
+    """Several samples, each under a header: `--- 1 of 3 ---`."""
+    for i, text in enumerate(results, 1):
+        click.echo(f"--- {i} of {len(results)} ---")
+        click.echo(prefix + text)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("-m", "--message", metavar="TEXT", default=None,
+              help="Print NAME's reply to this one message and exit ('-': read it from stdin). "
+                   "Without it: an interactive chat.")
+@sampling_options
+def chat(run, message, **flags):
+    """Chat with a trained voice: you write as the partner, it answers as NAME.
+
+    RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
+
+    \b
+    likeme chat ana-voice
+    likeme chat ana-voice --message "are you coming tonight?" --seed 1
+    echo "are you up?" | likeme chat ana-voice --message -
+    """
+    try:
+        text = _text_arg(message, "message") if message is not None else None
+        voice = _load_voice(run, flags)
+        voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
+        if text is None:
+            _repl(voice)
+            return
+        out = voice.reply([text], stream=_echo_piece)
+        if isinstance(out, list):
+            _print_all(out)
+        else:
+            click.echo()
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+        sys.exit(130)
+
+
+REPL_HELP = """\
+Type a message as {partner} and press Enter; {name} answers.
+  /reset               forget the chat so far and start over
+  /set                 show the sampling settings
+  /set NAME VALUE      change one: /set temperature 0.9, /set top-k 20, /set min-p none, /set seed 7
+  /set sample | /set no-sample   sample, or always take the likeliest token
+  /help                this help
+  /quit                leave (Ctrl-D too). Ctrl-C stops a reply as it is being written."""
+
+
+def _repl(voice) -> None:
+    """The interactive chat. A seed (--seed or /set seed) seeds the next reply only, so that a whole
+    session replays the same while its replies still differ from each other."""
+    import dataclasses
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (arrow keys and line history in input())
+        except ImportError:
+            pass
+    seed, voice.sampling = voice.sampling.seed, dataclasses.replace(voice.sampling, seed=None)
+    history: list[tuple[str, str]] = []
+    click.echo(f"Chatting with {voice.name} as {voice.partner}. /help for commands, /quit or Ctrl-D to leave.",
+               err=True)
+    while True:
+        try:
+            line = input(f"{voice.partner}> ")
+        except EOFError:
+            if interactive:
+                click.echo()
+            return
+        except KeyboardInterrupt:
+            click.echo("\n(/quit or Ctrl-D to leave)", err=True)
+            continue
+        if not interactive:
+            click.echo(line)  # piped input: show it, so the transcript reads as a chat
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            try:
+                action = _repl_command(text, voice)
+            except LikemeError as e:
+                click.echo(f"Error: {e}", err=True)
+                continue
+            if action == "quit":
+                return
+            if action == "reset":
+                history.clear()
+                click.echo("(the chat starts over)", err=True)
+            elif isinstance(action, tuple):  # ("seed", n or None): seeds the next reply
+                seed = action[1]
+            elif action == "show":
+                click.echo(_settings_text(voice, seed), err=True)
+            continue
+        history.append((voice.partner, text))
+        pieces: list[str] = []
+        click.echo(f"{voice.name}> ", nl=False)
+        try:
+            out = voice.reply(history, stream=lambda p: (pieces.append(p), _echo_piece(p)),
+                              **({"seed": seed} if seed is not None else {}))
+        except KeyboardInterrupt:
+            click.echo()
+            click.echo("(stopped)", err=True)
+            if "".join(pieces).strip():
+                history.append((voice.name, "".join(pieces).strip()))  # what was shown is what was said
+            continue
+        except LikemeError as e:
+            click.echo()
+            click.echo(f"Error: {e}", err=True)
+            history.pop()
+            continue
+        seed = None
+        if isinstance(out, list):
+            click.echo()
+            _print_all(out)
+            click.echo("(the chat goes on from reply 1)", err=True)
+            out = out[0]
+        else:
+            click.echo()
+            if out.finish == "length":
+                click.echo(f"(cut at --max-new-tokens {voice.sampling.max_new_tokens})", err=True)
+        if out:
+            history.append((voice.name, str(out)))
+
+
+def _repl_command(text: str, voice):
+    """One /command -> "quit", "reset", "show", ("seed", n) for the next reply, or None; the sampling settings are
+    changed in place. `/set top-k 20` and `/set top_k 20` are the same; `/set no-sample` turns sampling off."""
+    import dataclasses
+    import typing
+
+    from likeme.generate import Sampling
+
+    word, *args = text.split()
+    word = word.lower()
+    if word in ("/quit", "/exit", "/bye", "/q"):
+        return "quit"
+    if word == "/reset":
+        return "reset"
+    if word in ("/help", "/?", "/h"):
+        click.echo(REPL_HELP.format(name=voice.name, partner=voice.partner), err=True)
+        return None
+    if word != "/set":
+        raise LikemeError(f"unknown command {word}: /help lists them")
+    if not args:
+        return "show"
+    key = args[0].lstrip("-").lower().replace("-", "_")
+    if key in ("sample", "no_sample") and len(args) == 1:
+        voice.sampling = voice.sampling.updated(do_sample=key == "sample")
+        return None
+    key = "do_sample" if key == "sample" else key
+    fields = {f.name for f in dataclasses.fields(Sampling)}
+    if key not in fields:
+        raise LikemeError(f"no setting {args[0]!r}: use one of {', '.join(sorted(fields))}")
+    if len(args) != 2:
+        raise LikemeError(f"say the value: /set {args[0]} VALUE")
+    hint = typing.get_type_hints(Sampling)[key]
+    value = _parse_value(args[1], hint, key)
+    if key == "seed":
+        return ("seed", value)
+    if value is None:
+        voice.sampling = dataclasses.replace(voice.sampling, **{key: None})
+        voice.sampling.check()
+    else:
+        voice.sampling = voice.sampling.updated(**{key: value})
+    return None
+
+
+def _parse_value(raw: str, hint, key: str):
+    """'0.9' for a float field -> 0.9; 'none' for an optional one -> None; 'on'/'off' for a bool."""
+    import typing
+
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    optional = type(None) in typing.get_args(hint)
+    if raw.lower() in ("none", "off", "null") and optional:
+        return None
+    kind = kinds[0]
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise LikemeError(f"{key} is on or off, not {raw!r}")
+    try:
+        return kind(raw)
+    except ValueError:
+        what = {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+        raise LikemeError(f"{key} takes {what}, not {raw!r}") from None
+
+
+def _settings_text(voice, seed) -> str:
+    import dataclasses
+
+    values = dataclasses.asdict(voice.sampling) | {"seed": seed}
+    return "\n".join(f"  {k.replace('_', '-'):<22} {v}" for k, v in values.items())
+
+
+@cli.command("generate")
+@click.argument("run")
+@click.argument("prompt")
+@click.option("--echo/--no-echo", default=True, show_default=True,
+              help="Print the prompt before its continuation.")
+@sampling_options
+def generate_text(run, prompt, echo, **flags):
+    """Continue raw text with a model, no chat template (PROMPT '-': read it from stdin).
+
+    RUN is a run folder, or any model `likeme models` lists.
+
+    \b
+    likeme generate ana-voice "Sam: are you up?
+    Ana:" --max-new-tokens 20
+    """
+    try:
+        prompt = _text_arg(prompt, "prompt")
+        voice = _load_voice(run, flags)
+        if voice.sampling.num_return_sequences > 1:
+            _print_all(voice.generate(prompt), prefix=prompt if echo else "")
+            return
+        if echo:
+            _echo_piece(prompt)
+        voice.generate(prompt, stream=_echo_piece)
+        click.echo()
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+        sys.exit(130)
+
+
+# -- training ---------------------------------------------------------------------------------
+from likeme.config import click_options  # noqa: E402  (light: dataclasses and typing only)
+from likeme.recipes.voice import VoiceConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@cli.group()
+def train():
+    """Train a model like you: `likeme train voice --as NAME`."""
+
+
+@train.command("voice")
+@click_options(VoiceConfig)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML file of settings (flags given here win).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (--out RUN).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train_voice_cmd(config_file, resume, quiet, **flags):
+    """Write like me: fine-tune a causal LM on NAME's replies in the store.
+
+    Ctrl-C stops after the current step and keeps a checkpoint that --resume continues from."""
+    import json as json_
+
+    from likeme.config import from_sources
+    from likeme.recipes.voice import train_voice
+
+    cfg = from_sources(VoiceConfig, config_file, flags)
+    run = train_voice(cfg, resume=resume, progress=not quiet)
+    m = json_.loads((run / "metrics.json").read_text("utf-8"))
+    click.echo(f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
+               f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps")
+    click.echo(f"Talk to it: likeme chat {run}")
+
+
+@cli.command("eval")
+@click.argument("run")
+@click.option("--data", required=True, type=click.Path(exists=True), help="An export never trained on.")
+@click.option("--as", "name", required=True, metavar="NAME", help="Whose replies to score.")
+@click.option("--format", "format_", metavar="NAME", default=None, help="Format of --data (default: detected).")
+@click.option("--me", metavar="NAME", default=None, help="Your name, for exports that only say 'from me'.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_cmd(run, data, name, format_, me, as_json):
+    """How like NAME a run is: perplexity of NAME's replies in --data, under the run and its base."""
+    from likeme.evaluate import eval_voice
+
+    r = eval_voice(run, data, name, format=format_, me=me)
+    if as_json:
+        click.echo(json.dumps(r))
+    else:
+        drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
+        click.echo(f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, "
+                   f"{drop:.0f}% lower)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json):
+    """Models available here: bundled ones, converted caches, your runs, Hugging Face cache."""
+    from likeme.models import available
+
+    rows = available()
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "kind": r.kind, "task": r.task, "path": str(r.path or ""),
+                                "ready": r.ready, "size_bytes": r.size_bytes, "note": r.note} for r in rows]))
+        return
+    for r in rows:
+        size = f"{r.size_bytes / 2**20:,.0f} MiB" if r.size_bytes else "-"
+        state = "" if r.ready else " (built on first use)"
+        click.echo(f"{r.name:<28} {r.kind:<8} {r.task:<19} {size:>10}  {r.note}{state}")
+
+
 def main():
+    import os
+    import warnings
+
+    # Library chatter is not for our users: weight-loading bars and deprecation notices of the
+    # libraries we call. Our own progress bars and messages are unaffected.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:

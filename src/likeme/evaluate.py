@@ -36,3 +36,43 @@ def perplexity(model, examples: list[dict], pad_id: int, batch_size: int = 8) ->
     if was_training:
         model.train()
     return math.exp(nll / count) if count else float("nan")
+
+
+def eval_voice(run, data, name: str, *, format: str | None = None, me: str | None = None) -> dict:
+    """Perplexity of NAME's replies in an export under a voice run and under its base model.
+
+    The export is ingested into a temporary store (yours is left alone); examples are built with
+    the run's own rules (persona format, context turns, block size, session gap).
+
+    Example: eval_voice("runs/robin", "later.txt", "Robin") -> {"ppl": 38.2, "base_ppl": 410.7, "replies": 406}
+    """
+    import tempfile
+    from datetime import timedelta
+    from pathlib import Path
+
+    import yaml
+
+    from likeme import datasets, models
+    from likeme.errors import LikemeError
+    from likeme.store import Store
+
+    ref = models.resolve(run)
+    if ref.kind != "run":
+        raise LikemeError(f"{run} is not a likeme run folder (no run.yaml): pass the folder `likeme train voice` wrote")
+    meta = yaml.safe_load((ref.path / "run.yaml").read_text("utf-8")) or {}
+    cfg = meta.get("config") or {}
+    model, tok = models.load_causal_lm(ref)
+    with tempfile.TemporaryDirectory(prefix="likeme-eval-") as tmp:
+        with Store(Path(tmp) / "eval.db") as store:
+            store.ingest_path(data, format, **({"me": me} if me else {}))
+            examples = datasets.persona_dataset(
+                store, name, tok, context_turns=cfg.get("context_turns", 8), max_length=cfg.get("block_size", 512),
+                heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
+    batch = cfg.get("batch_size", 8)
+    ppl = perplexity(model, examples, tok.pad_token_id, batch)
+    del model
+    base_name = str(meta.get("base", ""))
+    local = ref.path / base_name
+    base_model, _ = models.load_causal_lm(str(local) if base_name and local.exists() else base_name)
+    base_ppl = perplexity(base_model, examples, tok.pad_token_id, batch)
+    return {"ppl": round(ppl, 4), "base_ppl": round(base_ppl, 4), "replies": len(examples)}

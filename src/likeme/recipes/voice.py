@@ -19,6 +19,7 @@ Run folder:
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import signal
@@ -60,6 +61,8 @@ class VoiceConfig:
     heldout: float = field(default=0.1, metadata={"help": "Latest fraction of sessions never trained on."})
     session_gap_hours: float = field(default=6.0, metadata={"help": "A pause this long starts a new session."})
     eval_every: int = field(default=20, metadata={"help": "Evaluate the held-out loss every N steps."})
+    eval_max: int = field(default=64, metadata={
+        "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
     seed: int = field(default=0, metadata={"help": "Random seed (data order, LoRA init, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-voice)."})
@@ -100,7 +103,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments, set_seed
 
     set_seed(cfg.seed)
-    model, tok = models.load_causal_lm(cfg.base)
+    tok = models.load_tokenizer(cfg.base)  # the data is checked before the (slower) model loads
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     with Store(cfg.db) as store:
@@ -111,6 +114,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         else:
             data = datasets.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
                                                loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
+    model, _ = models.load_causal_lm(cfg.base)
     cuda = torch.cuda.is_available()
     if cuda:
         model = model.to("cuda")
@@ -156,10 +160,13 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
     )
-    logger = _MetricsCallback(run / "metrics.jsonl", total, progress)
-    stopper = _StopOnInterrupt()
+    MetricsCallback, StopOnInterrupt = _callbacks()
+    logger = MetricsCallback(run / "metrics.jsonl", total, progress)
+    stopper = StopOnInterrupt()
     trainer = Trainer(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.heldout,
+        # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
+        model=model, args=args, train_dataset=data.train,
+        eval_dataset=data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))],
         data_collator=lambda batch: datasets.collate(batch, tok.pad_token_id),
         callbacks=[logger, stopper, EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks],
     )
@@ -256,101 +263,103 @@ def _blocks(model):
 
 
 # ---------------------------------------------------------------------------------------------
-def _callback_base():
+@functools.cache
+def _callbacks():
+    """The Trainer callbacks, made on first use so that importing this module (for its config, by
+    the CLI) does not import transformers."""
     from transformers import TrainerCallback
 
-    return TrainerCallback
+    class MetricsCallback(TrainerCallback):
+        """metrics.jsonl (step, loss, lr, tokens_per_s; eval_loss at evaluations) and the progress bar."""
 
+        def __init__(self, path: Path, total: int, progress: bool):
+            self.path, self.total, self.progress = path, total, progress
+            self.bar = None
+            self.last = None  # (time, tokens seen) at the previous log
 
-class _MetricsCallback(_callback_base()):
-    """metrics.jsonl (step, loss, lr, tokens_per_s; eval_loss at evaluations) and the progress bar."""
+        def truncate_after(self, step: int) -> None:
+            """On resume: drop lines logged after the checkpoint, they will be logged again."""
+            if self.path.is_file():
+                keep = [l for l in self.path.read_text("utf-8").splitlines() if l and json.loads(l)["step"] <= step]
+                self.path.write_text("".join(l + "\n" for l in keep), "utf-8")
 
-    def __init__(self, path: Path, total: int, progress: bool):
-        self.path, self.total, self.progress = path, total, progress
-        self.bar = None
-        self.last = None  # (time, tokens seen) at the previous log
-
-    def truncate_after(self, step: int) -> None:
-        """On resume: drop lines logged after the checkpoint, they will be logged again."""
-        if self.path.is_file():
-            keep = [l for l in self.path.read_text("utf-8").splitlines() if l and json.loads(l)["step"] <= step]
-            self.path.write_text("".join(l + "\n" for l in keep), "utf-8")
-
-    def on_train_begin(self, args, state, control, **kw):
-        if self.progress:
-            import sys
-
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, initial=state.global_step, unit="step", desc="training",
-                            file=sys.stderr, dynamic_ncols=True)
-        self.last = (time.time(), state.num_input_tokens_seen)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        logs = logs or {}
-        row = {"step": state.global_step}
-        if "loss" in logs:
-            now, seen = time.time(), state.num_input_tokens_seen
-            dt = now - self.last[0]
-            row.update(loss=round(logs["loss"], 4), lr=logs.get("learning_rate"),
-                       tokens_per_s=round((seen - self.last[1]) / dt, 1) if dt > 0 else None,
-                       epoch=round(state.epoch or 0, 4))
-            self.last = (now, seen)
-            if self.bar is not None:
-                self.bar.set_postfix(loss=f"{logs['loss']:.3f}", tok_s=f"{row['tokens_per_s'] or 0:.0f}")
-        elif "eval_loss" in logs:
-            row["eval_loss"] = round(logs["eval_loss"], 4)
-            if self.bar is not None:
-                self.bar.write(f"step {state.global_step}: held-out loss {logs['eval_loss']:.4f}")
-        else:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def on_step_end(self, args, state, control, **kw):
-        if self.bar is not None:
-            self.bar.update(state.global_step - self.bar.n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-class _StopOnInterrupt(_callback_base()):
-    """First Ctrl-C: finish the current step, save a checkpoint, stop. Second Ctrl-C: stop now."""
-
-    def __init__(self):
-        self.requested = False
-
-    def installed(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def ctx():
-            previous = signal.getsignal(signal.SIGINT)
-
-            def handler(signum, frame):
-                if self.requested:
-                    raise KeyboardInterrupt
-                self.requested = True
+        def on_train_begin(self, args, state, control, **kw):
+            if self.progress:
                 import sys
 
-                print("\nStopping after this step and saving a checkpoint (Ctrl-C again to quit now)...",
-                      file=sys.stderr)
+                from tqdm import tqdm
 
-            signal.signal(signal.SIGINT, handler)
-            try:
-                yield
-            finally:
-                signal.signal(signal.SIGINT, previous)
+                self.bar = tqdm(total=self.total, initial=state.global_step, unit="step", desc="training",
+                                file=sys.stderr, dynamic_ncols=True)
+            self.last = (time.time(), state.num_input_tokens_seen)
 
-        return ctx()
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            row = {"step": state.global_step}
+            if "loss" in logs:
+                now, seen = time.time(), state.num_input_tokens_seen
+                dt = now - self.last[0]
+                row.update(loss=round(logs["loss"], 4), lr=logs.get("learning_rate"),
+                           tokens_per_s=round((seen - self.last[1]) / dt, 1) if dt > 0 else None,
+                           epoch=round(state.epoch or 0, 4))
+                self.last = (now, seen)
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{logs['loss']:.3f}", tok_s=f"{row['tokens_per_s'] or 0:.0f}")
+            elif "eval_loss" in logs:
+                row["eval_loss"] = round(logs["eval_loss"], 4)
+                if self.bar is not None:
+                    self.bar.write(f"step {state.global_step}: held-out loss {logs['eval_loss']:.4f}")
+            else:
+                return
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
 
-    def on_step_end(self, args, state, control, **kw):
-        if self.requested:
-            control.should_save = True
-            control.should_training_stop = True
-        return control
+        def on_step_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def close(self):
+            if self.bar is not None:
+                self.bar.close()
+
+
+    class StopOnInterrupt(TrainerCallback):
+        """First Ctrl-C: finish the current step, save a checkpoint, stop. Second Ctrl-C: stop now."""
+
+        def __init__(self):
+            self.requested = False
+
+        def installed(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def ctx():
+                previous = signal.getsignal(signal.SIGINT)
+
+                def handler(signum, frame):
+                    if self.requested:
+                        raise KeyboardInterrupt
+                    self.requested = True
+                    import sys
+
+                    print("\nStopping after this step and saving a checkpoint (Ctrl-C again to quit now)...",
+                          file=sys.stderr)
+
+                signal.signal(signal.SIGINT, handler)
+                try:
+                    yield
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+
+            return ctx()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return MetricsCallback, StopOnInterrupt
 
 
 def _plot(run: Path) -> None:

@@ -1,0 +1,66 @@
+"""Write like me through the real `likeme` entry point: ingest -> train voice -> chat -> eval."""
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from tiny import save_tiny_causal_lm
+
+LIKEME = str(Path(sys.executable).parent / "likeme")
+
+
+def run(*args):
+    p = subprocess.run([LIKEME, *map(str, args)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+def whatsapp_group(path: Path, sessions: int, start: datetime) -> Path:
+    lines, t = [], start
+    for s in range(sessions):
+        for who, text in [("Sam", f"plans for day {s}?"), ("Ana", "pizza obviously"), ("Bo", "again?"),
+                          ("Ana", "always"), ("Sam", "fine by me")]:
+            lines.append(f"{t:%d/%m/%Y, %H:%M} - {who}: {text}")
+            t += timedelta(minutes=3)
+        t += timedelta(days=1)
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    return path
+
+
+def test_ingest_train_chat_eval(tmp_path):
+    db, out = tmp_path / "s.db", tmp_path / "run"
+    base = save_tiny_causal_lm(tmp_path / "tiny")
+    chat = whatsapp_group(tmp_path / "WhatsApp Chat with Pizza Club.txt", 15, datetime(2024, 1, 1, 18))
+    later = whatsapp_group(tmp_path / "WhatsApp Chat with Pizza Club (later).txt", 4, datetime(2024, 6, 1, 18))
+    run("ingest", chat, "--db", db)
+    config = tmp_path / "voice.yaml"
+    config.write_text("batch_size: 4\neval_every: 2\nmax_steps: 2\n")
+    printed = run("train", "voice", "--as", "Ana", "--db", db, "--base", base, "--config", config,
+                  "--max-steps", 3, "--out", out, "-q")
+    assert "held-out perplexity of Ana's replies" in printed and "after 3 steps" in printed
+    meta = yaml.safe_load((out / "run.yaml").read_text())
+    assert meta["config"]["max_steps"] == 3 and meta["config"]["batch_size"] == 4  # flag beats file
+    assert meta["partner"] == "Sam"
+    for f in ("adapter/adapter_model.safetensors", "tokenizer.json", "metrics.jsonl", "metrics.json",
+              "plots/loss.png"):
+        assert (out / f).is_file(), f
+    reply = run("chat", out, "--message", "plans?", "--seed", 1, "--max-new-tokens", 8)
+    assert "<|im" not in reply
+    result = json.loads(run("eval", out, "--data", later, "--as", "Ana", "--json"))
+    assert result["replies"] == 8 and result["ppl"] > 1 and result["base_ppl"] > 1
+    assert "replies by Ana: perplexity" in run("eval", out, "--data", later, "--as", "Ana")
+
+
+def test_train_errors_are_one_line(tmp_path):
+    p = subprocess.run([LIKEME, "train", "voice", "--as", "Nobody", "--db", str(tmp_path / "empty.db"),
+                        "--base", str(save_tiny_causal_lm(tmp_path / "tiny"))], capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().startswith("Error: no messages by 'Nobody' in the store")
+    p = subprocess.run([LIKEME, "train", "voice", "--as", "Ana", "--base", "no-such-model"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "unknown model 'no-such-model'" in p.stderr and "Traceback" not in p.stderr
