@@ -32,7 +32,11 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-demo: $(VENV)/.installed
+$(VENV)/.demo-data: $(VENV)/.installed
+	$(PIP) install --no-deps chatterbot-corpus==1.3.3
+	touch $@
+
+demo: $(VENV)/.demo-data
 	@bash examples/demo.sh $(BIN)
 
 test: $(VENV)/.installed-test
