@@ -1,6 +1,5 @@
 """DiscordChatExporter JSON and CSV: hand-written fixtures plus the real DM sample."""
 import json
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import likeme.ingest
+from fuzz import assert_parses_or_ingest_error, field_mutations, splices
 from likeme.errors import IngestError
 from likeme.ingest import detect, discord, discord_csv
 
@@ -149,50 +149,21 @@ def test_csv_errors_name_the_line(tmp_path):
 
 _JSON = GUILD_JSON.read_bytes()
 _CSV = DM_CSV.read_bytes()
-_junk = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers(), max_size=2),
-                  st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 
 
-def _splice(data, blob):
-    i = data.draw(st.integers(0, len(blob)))
-    j = data.draw(st.integers(i, min(len(blob), i + 60)))
-    return blob[:i] + data.draw(st.binary(max_size=20)) + blob[j:]
-
-
-def _check(blob: bytes, name: str, fmt: str):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / name
-        p.write_bytes(blob)
-        try:
-            out = list(likeme.ingest.parse(p, format=fmt))
-        except IngestError as e:
-            assert "cannot read as" not in str(e), e  # our own precise error, not a wrapped crash
-            return
-        assert all(isinstance(m.text, str) and isinstance(m.author, str) for m in out)
+# precise: our own error, not a crash the core had to wrap ("cannot read as")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=300),
+    splices(_JSON, max_cut=60, junk=st.binary(max_size=20)),
+    field_mutations(_JSON, ["id", "type", "timestamp", "content", "author", "attachments", "reference",
+                            "mentions", "stickers"], ["guild", "channel", "messages"]),
+))
+def test_fuzz_json(blob):
+    assert_parses_or_ingest_error(blob, "export.json", "discord", precise=True)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_json(data):
-    how = data.draw(st.sampled_from(["bytes", "splice", "fields"]))
-    if how == "bytes":
-        blob = data.draw(st.binary(max_size=300))
-    elif how == "splice":
-        blob = _splice(data, _JSON)
-    else:
-        doc = json.loads(_JSON)
-        i = data.draw(st.integers(0, len(doc["messages"]) - 1))
-        key = data.draw(st.sampled_from(["id", "type", "timestamp", "content", "author", "attachments",
-                                         "reference", "mentions", "stickers"]))
-        doc["messages"][i][key] = data.draw(_junk)
-        if data.draw(st.booleans()):
-            doc[data.draw(st.sampled_from(["guild", "channel", "messages"]))] = data.draw(_junk)
-        blob = json.dumps(doc).encode()
-    _check(blob, "export.json", "discord")
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_csv(data):
-    blob = data.draw(st.binary(max_size=300)) if data.draw(st.booleans()) else _splice(data, _CSV)
-    _check(blob, "chan [1].csv", "discord-csv")
+@given(st.one_of(st.binary(max_size=300), splices(_CSV, max_cut=60, junk=st.binary(max_size=20))))
+def test_fuzz_csv(blob):
+    assert_parses_or_ingest_error(blob, "chan [1].csv", "discord-csv", precise=True)

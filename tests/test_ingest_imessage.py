@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error, mutations
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse
 from likeme.ingest import imessage
@@ -226,26 +226,6 @@ with tempfile.TemporaryDirectory() as _d:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    st.binary(max_size=200).map(lambda b: b"SQLite format 3\x00" + b),
-    st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), min_size=1, max_size=12),
-    st.integers(0, len(_VALID)),
-))
-def test_random_database_parses_or_raises_ingest_error(change):
-    if isinstance(change, bytes):
-        data = change
-    elif isinstance(change, int):
-        data = _VALID[:change]
-    else:
-        buf = bytearray(_VALID)
-        for i, b in change:
-            buf[i] = b
-        data = bytes(buf)
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "chat.db"
-        p.write_bytes(data)
-        try:
-            msgs = list(parse(p, format="imessage"))
-        except IngestError:
-            return
-        assert all(m.kind in ("text", "media", "system") for m in msgs)
+@given(mutations(_VALID, max_bytes=200, max_changes=12, prefix=b"SQLite format 3\x00"))
+def test_random_database_parses_or_raises_ingest_error(data):
+    assert_parses_or_ingest_error(data, "chat.db", "imessage")

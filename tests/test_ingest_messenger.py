@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error, mutations
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse
 from likeme.ingest import messenger
@@ -167,26 +167,6 @@ _VALID = (GROUP / "message_1.json").read_bytes()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), max_size=8),
-    st.integers(0, len(_VALID)),
-))
-def test_random_input_parses_or_raises_ingest_error(change):
-    if isinstance(change, bytes):
-        data = change
-    elif isinstance(change, int):
-        data = _VALID[:change]
-    else:
-        buf = bytearray(_VALID)
-        for i, b in change:
-            buf[i] = b
-        data = bytes(buf)
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "message_1.json"
-        p.write_bytes(data)
-        try:
-            msgs = list(parse(p, format="messenger"))
-        except IngestError:
-            return
-        assert all(m.kind in ("text", "media", "system") for m in msgs)
+@given(mutations(_VALID, max_bytes=300, max_changes=8))
+def test_random_input_parses_or_raises_ingest_error(data):
+    assert_parses_or_ingest_error(data, "message_1.json", "messenger")

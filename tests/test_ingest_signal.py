@@ -1,6 +1,5 @@
 """signal-export (carderne/signal-export) text and chat.md files."""
 import json
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error, splices
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse, signal
 
@@ -115,18 +115,8 @@ VALID = CHAT_MD.read_bytes()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    st.binary(max_size=400),
-    st.tuples(st.integers(0, len(VALID)), st.integers(0, 40), st.binary(max_size=30)).map(
-        lambda t: VALID[:t[0]] + t[2] + VALID[t[0] + t[1]:]),
-))
+@given(st.one_of(st.binary(max_size=400), splices(VALID, max_cut=40, junk=st.binary(max_size=30))))
 def test_random_bytes_parse_or_ingest_error(data):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "chat.md"
-        p.write_bytes(data)
-        try:
-            msgs = list(parse(p, format="signal"))
-        except IngestError:
-            return
-        assert all(m.kind in ("text", "media", "system") for m in msgs)
+    msgs = assert_parses_or_ingest_error(data, "chat.md", "signal")
+    if msgs is not None:
         assert [m.sent_at for m in msgs] == sorted(m.sent_at for m in msgs)

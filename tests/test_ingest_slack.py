@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error, mutations
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse
 from likeme.ingest import slack
@@ -156,30 +156,12 @@ def test_real_langchain_export():
 _VALID = (EXPORT / "general" / "2024-03-01.json").read_bytes()
 
 
+_BESIDE = {f"export/{name}": (EXPORT / name).read_bytes() for name in ("users.json", "channels.json")}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), max_size=8),
-    st.integers(0, len(_VALID)),
-))
-def test_random_day_file_parses_or_raises_ingest_error(change):
-    if isinstance(change, bytes):
-        data = change
-    elif isinstance(change, int):
-        data = _VALID[:change]
-    else:
-        buf = bytearray(_VALID)
-        for i, b in change:
-            buf[i] = b
-        data = bytes(buf)
-    with tempfile.TemporaryDirectory() as d:
-        root = Path(d) / "export"
-        (root / "general").mkdir(parents=True)
-        for name in ("users.json", "channels.json"):
-            shutil.copy(EXPORT / name, root / name)
-        (root / "general" / "2024-03-01.json").write_bytes(data)
-        try:
-            msgs = list(parse(root, format="slack"))
-        except IngestError:
-            return
-        assert all(m.platform == "slack" and m.kind in ("text", "media", "system") for m in msgs)
+@given(mutations(_VALID, max_bytes=300, max_changes=8))
+def test_random_day_file_parses_or_raises_ingest_error(data):
+    msgs = assert_parses_or_ingest_error(data, "export/general/2024-03-01.json", "slack",
+                                         beside=_BESIDE, target="export")
+    assert all(m.platform == "slack" for m in msgs or [])

@@ -1,7 +1,6 @@
 """Generic tables: CSV / TSV / JSON Lines / JSON arrays with named columns."""
 import csv
 import json
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error, splices
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse, table
 
@@ -165,19 +165,10 @@ VALID = {".csv": (FIXTURES / "chat.csv").read_bytes(), ".jsonl": (FIXTURES / "me
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(sorted(VALID)), st.integers(0, 10**6), st.integers(0, 30), st.binary(max_size=20),
-       st.booleans())
-def test_mutated_tables_parse_or_ingest_error(suffix, at, cut, junk, random_only):
-    valid = VALID[suffix]
-    at %= len(valid) + 1
-    data = junk * 10 if random_only else valid[:at] + junk + valid[at + cut:]
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / f"t{suffix}"
-        p.write_bytes(data)
-        try:
-            msgs = list(table.parse(p))  # the module itself: only precise errors escape
-        except IngestError as e:
-            assert str(p) in str(e)
-            return
-        assert all(m.kind in ("text", "media", "system") for m in msgs)
-        assert list(parse(p, format="table")) == msgs
+@given(st.data())
+def test_mutated_tables_parse_or_ingest_error(data):
+    suffix = data.draw(st.sampled_from(sorted(VALID)))
+    blob = data.draw(st.one_of(splices(VALID[suffix], max_cut=30, junk=st.binary(max_size=20)),
+                               st.binary(max_size=20).map(lambda junk: junk * 10)))
+    # direct: the module itself, so only its own precise errors (naming the file) escape
+    assert_parses_or_ingest_error(blob, f"t{suffix}", "table", direct=True)

@@ -1,6 +1,5 @@
 """Telegram Desktop JSON export (result.json): fixtures written by hand, plus the real samples."""
 import json
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import likeme.ingest
+from fuzz import assert_parses_or_ingest_error, field_mutations, splices
 from likeme.errors import IngestError
 from likeme.ingest import detect, telegram
 
@@ -156,33 +156,12 @@ _VALID = (FIX / "group_chat.json").read_bytes()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_mutated_exports_raise_only_ingest_errors(data):
-    kind = data.draw(st.sampled_from(["bytes", "splice", "json"]))
-    if kind == "bytes":
-        blob = data.draw(st.binary(max_size=400))
-    elif kind == "splice":
-        i = data.draw(st.integers(0, len(_VALID)))
-        j = data.draw(st.integers(i, min(len(_VALID), i + 40)))
-        blob = _VALID[:i] + data.draw(st.binary(max_size=20)) + _VALID[j:]
-    else:
-        doc = json.loads(_VALID)
-        junk = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers(), max_size=2),
-                         st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
-        i = data.draw(st.integers(0, len(doc["messages"]) - 1))
-        key = data.draw(st.sampled_from(["text", "date", "date_unixtime", "from", "type", "id",
-                                         "reply_to_message_id", "actor", "photo", "poll"]))
-        doc["messages"][i][key] = data.draw(junk)
-        if data.draw(st.booleans()):
-            doc[data.draw(st.sampled_from(["messages", "name", "chats"]))] = data.draw(junk)
-        blob = json.dumps(doc).encode()
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "result.json"
-        p.write_bytes(blob)
-        try:
-            out = list(likeme.ingest.parse(p, format="telegram"))
-        except IngestError as e:
-            # A precise error of ours, not a stray exception the core had to wrap.
-            assert "cannot read as" not in str(e), e
-            return
-        assert all(isinstance(m.text, str) and isinstance(m.author, str) for m in out)
+@given(st.one_of(
+    st.binary(max_size=400),
+    splices(_VALID, max_cut=40, junk=st.binary(max_size=20)),
+    field_mutations(_VALID, ["text", "date", "date_unixtime", "from", "type", "id", "reply_to_message_id",
+                             "actor", "photo", "poll"], ["messages", "name", "chats"]),
+))
+def test_fuzz_mutated_exports_raise_only_ingest_errors(blob):
+    # precise: an error of ours, not a stray exception the core had to wrap
+    assert_parses_or_ingest_error(blob, "result.json", "telegram", precise=True)

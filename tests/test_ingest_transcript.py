@@ -1,5 +1,4 @@
 """Hand-written transcripts: "Name: message" lines, blank line = new conversation."""
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -7,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error, splices
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse, transcript
 
@@ -150,16 +150,10 @@ VALID = DINNER.read_bytes() + STANDUP.read_bytes()
 @given(st.one_of(
     st.binary(max_size=300),
     st.text(alphabet="Ana: \n[]0123-T", max_size=200).map(lambda s: s.encode()),
-    st.tuples(st.integers(0, len(VALID)), st.integers(0, 30), st.binary(max_size=20)).map(
-        lambda t: VALID[:t[0]] + t[2] + VALID[t[0] + t[1]:]),
+    splices(VALID, max_cut=30, junk=st.binary(max_size=20)),
 ))
 def test_random_bytes_parse_or_ingest_error(data):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "chat.txt"
-        p.write_bytes(data)
-        try:
-            msgs = list(transcript.parse(p))  # the module itself: only precise errors escape
-        except IngestError:
-            return
+    # direct: the module itself, so only its own precise errors escape
+    msgs = assert_parses_or_ingest_error(data, "chat.txt", "transcript", direct=True)
+    if msgs is not None:
         assert msgs and all(m.author and m.text for m in msgs)
-        assert list(parse(p, format="transcript")) == msgs

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz import assert_parses_or_ingest_error
 from likeme.errors import IngestError
 from likeme.ingest import detect, parse
 from likeme.ingest import whatsapp as wa
@@ -288,16 +289,10 @@ def mutated(draw):
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(mutated(), st.binary(max_size=300)))
-def test_any_bytes_parse_or_raise_ingest_error(tmp_path_factory, data):
-    p = tmp_path_factory.mktemp("wa") / "chat.txt"
-    p.write_bytes(data)
-    try:
-        msgs = list(parse(p, format="whatsapp"))
-    except IngestError:
-        return
-    for m in msgs:
-        assert m.kind in ("text", "media", "system") and isinstance(m.sent_at, datetime)
-    assert [m.sent_at for m in msgs] == sorted(m.sent_at for m in msgs)
+def test_any_bytes_parse_or_raise_ingest_error(data):
+    msgs = assert_parses_or_ingest_error(data, "chat.txt", "whatsapp")
+    if msgs is not None:
+        assert [m.sent_at for m in msgs] == sorted(m.sent_at for m in msgs)
 
 
 # --- the real exports --------------------------------------------------------------------------

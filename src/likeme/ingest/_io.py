@@ -1,10 +1,12 @@
 """Shared reading helpers for the format modules: text with encoding repair, JSON with the place of
-an error, sniffing heads, mojibake repair. Every failure here is an `IngestError` naming the file."""
+an error, sniffing heads, mojibake repair, ISO 8601 times. Every failure here is an `IngestError`
+naming the file (except `parse_iso`, which has no file to name)."""
 from __future__ import annotations
 
 import codecs
 import json
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from likeme.errors import IngestError
@@ -58,13 +60,17 @@ def decode(data: bytes, path) -> str:
         ) from None
 
 
-def read_text(path: Path) -> str:
-    """The whole file as str, through `decode`."""
+def read_bytes(path: Path) -> bytes:
+    """The whole file; an OSError becomes an IngestError ("cannot read: Permission denied")."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise IngestError(path, None, f"cannot read: {e.strerror or e}") from None
-    return decode(data, path)
+
+
+def read_text(path: Path) -> str:
+    """The whole file as str, through `decode`."""
+    return decode(read_bytes(path), path)
 
 
 def read_head(path: Path, n: int = 8192) -> str:
@@ -125,7 +131,15 @@ def fix_mojibake(s: str) -> str:
 
 def load_json(path: Path):
     """Parse a JSON file; a syntax error becomes an IngestError with line and column."""
-    text = read_text(path)
+    return loads_json(read_text(path), path)
+
+
+def loads_json(text: str, path: Path):
+    """Parse JSON text read from `path`; a syntax error becomes an IngestError with line and column.
+
+    Example: loads_json('{"a": 1,\\n}', "chat.json")
+      -> IngestError "chat.json: line 2, column 1: invalid JSON: Expecting property name enclosed in double quotes"
+    """
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -138,3 +152,41 @@ def json_head(path: Path, n: int = 8192) -> str:
     """The start of a file with whitespace removed, for sniffing JSON keys cheaply:
     '{\n  "name": "x",' -> '{"name":"x",'."""
     return re.sub(r"\s+", "", read_head(path, n))
+
+
+# "2019-01-04T17:52:39.762+00:00", "2021-03-04 10:11", "2021-03-04T10:11:12,5 Z", "...+0530".
+_ISO = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|[+-]\d\d:?\d\d)?$"
+)
+
+
+def utc_offset(sign: str | None, hours: str | int, minutes: str | int = 0) -> timezone:
+    """A fixed zone from the parts of "+05:30": utc_offset("-", "03", "30") -> UTC-03:30.
+
+    Raises ValueError for 24 hours or more, as `datetime.timezone` does."""
+    offset = timedelta(hours=int(hours), minutes=int(minutes))
+    return timezone(-offset if sign == "-" else offset)
+
+
+def parse_iso(value: str) -> datetime | None:
+    """An ISO 8601 date and time -> datetime; None when `value` does not have that shape.
+
+    Examples: "2019-01-04T17:52:39.762+00:00" -> 2019-01-04 17:52:39.762000+00:00 (aware);
+    "2019-01-04T17:52:39Z" -> UTC; "2019-01-04 17:52" -> naive 2019-01-04 17:52:00;
+    fractions are cut to microseconds ("...39.1234567" -> .123456); "04/01/2019" -> None.
+    Surrounding white space is ignored. The right shape with an impossible value
+    ("2019-02-30T10:00", "...T25:00", "+24:00") raises ValueError, so that a caller can tell
+    "not a date" from "not a valid date".
+    """
+    d = _ISO.match(value.strip())
+    if not d:
+        return None
+    y, mo, da, hh, mi, ss, frac, zone = d.groups()
+    t = datetime(int(y), int(mo), int(da), int(hh), int(mi), int(ss or 0),
+                 int((frac or "0")[:6].ljust(6, "0")))
+    if zone is None:
+        return t
+    if zone == "Z":
+        return t.replace(tzinfo=timezone.utc)
+    digits = zone[1:].replace(":", "")
+    return t.replace(tzinfo=utc_offset(zone[0], digits[:2], digits[2:]))

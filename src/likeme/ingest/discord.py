@@ -20,15 +20,15 @@ Choices:
 """
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, decode, fix_mojibake, json_head, strip_invisible
+from likeme.ingest._io import (clean_name, decode, fix_mojibake, json_head, loads_json, parse_iso,
+                               read_bytes, strip_invisible)
 
 NAME = "discord"
 DESCRIPTION = "DiscordChatExporter JSON (a channel or DM per file)"
@@ -39,9 +39,6 @@ _DM_TYPES = {"DirectTextChat", "DirectGroupTextChat"}
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _CUSTOM_EMOJI = re.compile(r"<a?(:\w+:)\d+>")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ISO = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|[+-]\d\d:?\d\d)?$"
-)
 
 
 def sniff(path: Path) -> bool:
@@ -69,10 +66,7 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
 def _load(path: Path):
     """JSON with place-of-error; also bytes where an emoji's two surrogate halves were each
     encoded as UTF-8 (CESU-8), which a strict UTF-8 decoder refuses."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise IngestError(path, None, f"cannot read: {e.strerror or e}") from None
+    raw = read_bytes(path)
     try:
         text = decode(raw, path)
     except IngestError:
@@ -80,12 +74,7 @@ def _load(path: Path):
             text = fix_mojibake(raw.decode("utf-8", "surrogatepass"))
         except UnicodeDecodeError:
             raise IngestError(path, None, "not UTF-8 text; export the channel again") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise IngestError(path, f"line {e.lineno}, column {e.colno}", f"invalid JSON: {e.msg}") from None
-    except RecursionError:
-        raise IngestError(path, None, "invalid JSON: nested too deeply") from None
+    return loads_json(text, path)
 
 
 def _fix(s) -> str:
@@ -144,20 +133,10 @@ def _render(text: str, mentions: dict) -> str:
 
 def _when(path: Path, value, where: str) -> datetime:
     """ "2019-01-04T17:52:39.762+00:00" -> aware datetime (naive when the export has no zone)."""
-    d = _ISO.match(value.strip()) if isinstance(value, str) else None
-    if not d:
-        raise IngestError(path, where, f"not an ISO date like 2019-01-04T17:52:39+00:00: {value!r}")
-    y, mo, da, hh, mi, ss, frac, zone = d.groups()
     try:
-        t = datetime(int(y), int(mo), int(da), int(hh), int(mi), int(ss or 0),
-                     int((frac or "0")[:6].ljust(6, "0")))
-        if zone is None:
-            return t
-        if zone == "Z":
-            return t.replace(tzinfo=timezone.utc)
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        return t.replace(tzinfo=timezone(sign * offset))
+        t = parse_iso(value) if isinstance(value, str) else None
     except ValueError:
         raise IngestError(path, where, f"not a valid date: {value!r}") from None
+    if t is None:
+        raise IngestError(path, where, f"not an ISO date like 2019-01-04T17:52:39+00:00: {value!r}")
+    return t

@@ -20,13 +20,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, read_head, read_text, strip_invisible
+from likeme.ingest._io import clean_name, parse_iso, read_head, read_text, strip_invisible
 
 NAME = "discord-csv"
 DESCRIPTION = "DiscordChatExporter CSV (AuthorID,Author,Date,Content,Attachments,Reactions)"
@@ -46,9 +46,6 @@ _SYSTEM = re.compile(
     r"|Removed .+ from the group\.|Removed a recipient\.|Left the group\."
     r"|Joined the server\.|Started a thread\.",
     re.DOTALL,
-)
-_ISO = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|[+-]\d\d:?\d\d)?$"
 )
 _OLD_FORMATS = ("%d-%b-%y %I:%M %p", "%d-%b-%y %H:%M", "%d-%b-%Y %I:%M %p", "%d-%b-%Y %H:%M",
                 "%m/%d/%Y %I:%M %p", "%d/%m/%Y %H:%M", "%d-%b-%y %I:%M:%S %p")
@@ -125,21 +122,12 @@ def _conversation(path: Path) -> str:
 
 def _when(path: Path, value: str, where: str) -> datetime:
     value = value.strip()
-    d = _ISO.match(value)
-    if d:
-        y, mo, da, hh, mi, ss, frac, zone = d.groups()
-        try:
-            t = datetime(int(y), int(mo), int(da), int(hh), int(mi), int(ss or 0),
-                         int((frac or "0")[:6].ljust(6, "0")))
-            if zone is None:
-                return t
-            if zone == "Z":
-                return t.replace(tzinfo=timezone.utc)
-            digits = zone[1:].replace(":", "")
-            offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-            return t.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
-        except ValueError:
-            raise IngestError(path, where, f"not a valid date: {value!r}") from None
+    try:
+        t = parse_iso(value)
+    except ValueError:
+        raise IngestError(path, where, f"not a valid date: {value!r}") from None
+    if t is not None:
+        return t
     for fmt in _OLD_FORMATS:
         try:
             return datetime.strptime(value, fmt)

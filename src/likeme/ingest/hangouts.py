@@ -26,7 +26,7 @@ from typing import Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, json_head, load_json, strip_invisible
+from likeme.ingest._io import clean_name, json_head, load_json, strip_invisible, utc_offset
 
 NAME = "hangouts"
 DESCRIPTION = "Google Takeout: Hangouts.json and Google Chat messages.json"
@@ -225,10 +225,10 @@ def parse_google_date(s: str) -> datetime | None:
         z = _ZONE.match(zone.upper())
         if z:
             sign, zh, zm = z.groups()
-            off = timedelta(hours=int(zh or 0), minutes=int(zm or 0))
-            if off >= timedelta(hours=24):
+            try:
+                tz = utc_offset(sign, zh or 0, zm or 0)
+            except ValueError:  # 24 hours or more
                 return None
-            tz = timezone(-off if sign == "-" else off)
         elif zone.upper() in _ABBREVIATIONS:
             tz = timezone(timedelta(hours=_ABBREVIATIONS[zone.upper()]))
     try:

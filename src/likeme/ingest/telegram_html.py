@@ -23,14 +23,14 @@ Parsed with the stdlib `html.parser`; a folder's pages are read in numeric order
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, read_head, read_text, strip_invisible
+from likeme.ingest._io import clean_name, read_head, read_text, strip_invisible, utc_offset
 
 NAME = "telegram-html"
 DESCRIPTION = "Telegram Desktop HTML export (messages.html, messages2.html, ... in a chat folder)"
@@ -139,8 +139,7 @@ def _parse_date(title: str, page: Path, line: int) -> datetime:
         naive = datetime(int(year), int(month), int(day), int(hh), int(mm), int(ss or 0))
         if sign is None:
             return naive
-        offset = timedelta(hours=int(oh), minutes=int(om))
-        return naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+        return naive.replace(tzinfo=utc_offset(sign, oh, om))
     except ValueError:
         raise IngestError(page, f"line {line}", f"not a valid date: {title!r}") from None
 
