@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, load_json, read_head, read_text, strip_invisible
+from likeme.ingest._io import clean_name, load_json, parse_iso, read_head, read_text, strip_invisible
 
 NAME = "table"
 DESCRIPTION = "CSV / TSV / JSON Lines / JSON array with author, text (and time) columns"
@@ -138,7 +138,8 @@ def parse_time(v) -> datetime | None:
     if re.match(r"^\d{4}/\d{1,2}/\d{1,2}", s):
         s = s.replace("/", "-", 2)
     try:
-        return datetime.fromisoformat(s)
+        # parse_iso first: Python 3.10's fromisoformat rejects "Z" and "+0100", which exports use
+        return parse_iso(s) or datetime.fromisoformat(s)
     except ValueError:
         return None
 
