@@ -472,6 +472,187 @@ def models(as_json):
         click.echo(f"{r.name:<28} {r.kind:<8} {r.task:<19} {size:>10}  {r.note}{state}")
 
 
+# -- match my vibe: style embeddings (likeme.recipes.embed, likeme.index) ----------------------
+from likeme.recipes.embed import EmbedConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train.command("embedder")
+@click_options(EmbedConfig)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML file of settings (flags given here win).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train_embedder_cmd(config_file, quiet, **flags):
+    """Match my vibe: fine-tune sentence embeddings so NAME's messages lie close together.
+
+    Triplets from the store: anchor and positive by NAME, negative by someone else in the same
+    session. Saves a likeness score for `likeme score` and a model for `likeme search`."""
+    import json as json_
+
+    from likeme.config import from_sources
+    from likeme.recipes.embed import train_embedder
+
+    cfg = from_sources(EmbedConfig, config_file, flags)
+    run = train_embedder(cfg, progress=not quiet and sys.stderr.isatty())
+    m = json_.loads((run / "metrics.json").read_text("utf-8"))
+    if "triplet_accuracy" in m:
+        click.echo(f"{run}: held-out triplet accuracy {m['base_triplet_accuracy']} (base) -> "
+                   f"{m['triplet_accuracy']} after {m['steps']} steps")
+    if m.get("auc") is not None:
+        click.echo(f"held-out AUC of the likeness score: {m['base_auc']} (base) -> {m['auc']}")
+        click.echo(f'Try: likeme score {run} "some text"   or   likeme search {run} "some text"')
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("texts", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def score(run, texts, as_json):
+    """How much each TEXT reads like the run's NAME, 0..1 (no TEXT: one per line from stdin).
+
+    \b
+    likeme score robin-embedder "sure, see you there" "Can you help me?"
+    """
+    from likeme.recipes.embed import load_scorer
+
+    texts = list(texts) or [line.strip() for line in sys.stdin if line.strip()]
+    if not texts:
+        raise LikemeError("nothing to score: pass texts as arguments or pipe them in, one per line")
+    scorer = load_scorer(run)
+    values = scorer.score(texts)
+    if as_json:
+        click.echo(json.dumps([{"text": t, "score": round(v, 4)} for t, v in zip(texts, values)], ensure_ascii=False))
+        return
+    for t, v in zip(texts, values):
+        click.echo(f"{v:.3f}  {t}")
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("text")
+@click.option("--k", type=int, default=10, show_default=True, help="How many messages to show.")
+@click.option("--author", default=None, help="Only this person's messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one message each.")
+@db_option
+def search(run, text, k, author, as_json, db):
+    """The store's messages most like TEXT, by a sentence embedder (a run, or minilm).
+
+    The index beside the store (<db>.index/) is brought up to date first: new messages are
+    embedded, deleted ones dropped."""
+    from likeme.index import search as search_
+
+    hits = search_(run, _text_arg(text, "text"), k=k, author=author, db=db, progress=sys.stderr.isatty())
+    for h in hits:
+        if as_json:
+            click.echo(json.dumps(h.__dict__, ensure_ascii=False))
+        else:
+            click.echo(f"{h.score:.3f}  {h.sent_at[:16].replace('T', ' ')}  {h.conversation} | {h.author}: {h.text}")
+
+
+@cli.command("index")
+@click.argument("run")
+@db_option
+def index_cmd(run, db):
+    """Bring the search index of RUN up to date with the store (search does it too)."""
+    from likeme.index import update
+
+    r = update(run, db, progress=sys.stderr.isatty())
+    click.echo(f"{r.path}: {r.total} messages indexed ({r.added} added, {r.dropped} dropped)")
+
+
+# -- decide like me: sequence classification (likeme.recipes.classify) ------------------------
+from likeme.recipes.classify import ClassifyConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train.command("classifier")
+@click_options(ClassifyConfig)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML file of settings (flags given here win).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train_classifier_cmd(config_file, quiet, **flags):
+    """Decide like me: learn labels from labelled texts (--data FILE) or who wrote a message (--label-by author).
+
+    \b
+    likeme train classifier --data tickets.csv --label-column team
+    likeme train classifier --label-by author --min-messages 50
+    likeme train classifier --data intents.jsonl --base minilm"""
+    import json as json_
+
+    from likeme.config import from_sources
+    from likeme.recipes.classify import train_classifier
+
+    cfg = from_sources(ClassifyConfig, config_file, flags)
+    run = train_classifier(cfg, progress=not quiet and sys.stderr.isatty())
+    m = json_.loads((run / "metrics.json").read_text("utf-8"))
+    if "val_accuracy" in m:
+        click.echo(f"{run}: validation accuracy {m['val_accuracy']:.4f}, macro-F1 {m['val_macro_f1']:.4f} on "
+                   f"{m['val_examples']} texts ({m['labels']} labels, best epoch {m['best_epoch']})")
+    else:
+        click.echo(f"{run}: trained on {m['train_examples']} texts ({m['labels']} labels; too few to hold any out)")
+    click.echo(f'Use it: likeme classify {run} "some text"')
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("texts", nargs=-1)
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A CSV, TSV or JSONL file to classify; when it has a label column, it is scored.")
+@click.option("--text-column", default=None, help="Column of --data with the text (default: as trained, else text).")
+@click.option("--label-column", default=None, help="Column of --data with the label (default: as trained, else label).")
+@click.option("--top", type=int, default=3, show_default=True, help="Probabilities shown per text.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def classify(run, texts, data, text_column, label_column, top, as_json):
+    """Label each TEXT with a classifier run (no TEXT and no --data: one text per line from stdin).
+
+    \b
+    likeme classify banking77 "my card has not arrived" "how do I top up?"
+    likeme classify banking77 --data test.csv --json     # accuracy, macro-F1, per label, confusion
+    """
+    from likeme.recipes.classify import load_classifier, read_table
+
+    if data and texts:
+        raise LikemeError("give texts or --data FILE, not both")
+    if data:
+        clf = load_classifier(run)
+        text_column = text_column or clf.meta.get("text_column") or "text"
+        label_column = label_column or clf.meta.get("label_column") or "label"
+        texts, labels = read_table(data, text_column, label_column, need_labels=False)
+        if labels is not None:
+            from likeme.evaluate import classification_metrics
+
+            r = classification_metrics(labels, [label for label, _ in clf.predict(texts)], clf.labels)
+            click.echo(json.dumps(r, ensure_ascii=False) if as_json else _classification_report(r))
+            return
+    else:
+        texts = list(texts) or [line.strip() for line in sys.stdin if line.strip()]
+        if not texts:
+            raise LikemeError("nothing to classify: pass texts, --data FILE, or pipe texts in, one per line")
+        clf = load_classifier(run)
+    results = clf.predict(list(texts))
+    if as_json:
+        click.echo(json.dumps([{"text": t, "label": label, "probabilities": dict(list(p.items())[:top])}
+                               for t, (label, p) in zip(texts, results)], ensure_ascii=False))
+        return
+    for t, (label, p) in zip(texts, results):
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in list(p.items())[:top])
+        click.echo(f"{label}\t{shown}\t{t}")
+
+
+def _classification_report(r: dict) -> str:
+    """classification_metrics' dict as text: totals, a per-label table, the confusion matrix when small."""
+    lines = [f"{r['examples']} texts: accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}", ""]
+    width = min(max(len(str(k)) for k in r["labels"]), 32)
+    lines.append(f"{'label':<{width}}  precision  recall      f1  support")
+    for k, v in r["per_class"].items():
+        lines.append(f"{str(k)[:width]:<{width}}  {v['precision']:>9.3f}  {v['recall']:>6.3f}  {v['f1']:>6.3f}  "
+                     f"{v['support']:>7}")
+    if len(r["labels"]) <= 12:
+        lines += ["", "confusion (rows: true, columns: predicted, in the order above):"]
+        lines += ["  " + " ".join(f"{n:>5}" for n in row) for row in r["confusion"]]
+    else:
+        lines += ["", "(--json prints the confusion matrix)"]
+    return "\n".join(lines)
+
+
 def main():
     import os
     import warnings
