@@ -118,7 +118,10 @@ def forget(author, yes, db):
     """Delete a person's messages everywhere, and keep them out of later ingests."""
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete every message by {author!r}?", abort=True)
+    from likeme.index import prune
+
     n = _store(db).forget(author)
+    prune(db)  # their vectors leave the search indexes beside the store too
     click.echo(f"Deleted {n} messages by {author}; later ingests will skip them.")
 
 
@@ -437,22 +440,41 @@ def train_voice_cmd(config_file, resume, quiet, **flags):
 
 @cli.command("eval")
 @click.argument("run")
-@click.option("--data", required=True, type=click.Path(exists=True), help="An export never trained on.")
-@click.option("--as", "name", required=True, metavar="NAME", help="Whose replies to score.")
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="An export never trained on (voice, embedder), or a labelled file (classifier).")
+@click.option("--as", "name", default=None, metavar="NAME", help="Whose messages to score (voice, embedder).")
 @click.option("--format", "format_", metavar="NAME", default=None, help="Format of --data (default: detected).")
 @click.option("--me", metavar="NAME", default=None, help="Your name, for exports that only say 'from me'.")
+@click.option("--text-column", default=None, help="Classifier: the text column of --data.")
+@click.option("--label-column", default=None, help="Classifier: the label column of --data.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(run, data, name, format_, me, as_json):
-    """How like NAME a run is: perplexity of NAME's replies in --data, under the run and its base."""
-    from likeme.evaluate import eval_voice
+def eval_cmd(run, data, name, format_, me, text_column, label_column, as_json):
+    """How like you a run is, on data it never saw.
 
-    r = eval_voice(run, data, name, format=format_, me=me)
-    if as_json:
-        click.echo(json.dumps(r))
+    \b
+    voice:      perplexity of NAME's replies, run and base model
+    classifier: accuracy and macro-F1 on a labelled file
+    embedder:   triplet accuracy and score ROC-AUC for NAME, run and base model"""
+    from likeme import evaluate
+    from likeme.models import resolve
+
+    task = resolve(run).task
+    if task == "classification":
+        r = evaluate.eval_classifier(run, data, text_column=text_column, label_column=label_column)
+        summary = f"accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}"
     else:
-        drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
-        click.echo(f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, "
-                   f"{drop:.0f}% lower)")
+        if not name:
+            raise click.UsageError("say whose messages to score: --as NAME")
+        if task == "sentence-embedding":
+            r = evaluate.eval_embedder(run, data, name, format=format_, me=me)
+            summary = (f"{name}: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), "
+                       f"score AUC {r['auc']:.3f} (base {r['base_auc']:.3f})")
+        else:
+            r = evaluate.eval_voice(run, data, name, format=format_, me=me)
+            drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
+            summary = (f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} "
+                       f"(base {r['base_ppl']:.2f}, {drop:.0f}% lower)")
+    click.echo(json.dumps(r) if as_json else summary)
 
 
 @cli.command()
