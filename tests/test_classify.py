@@ -69,7 +69,7 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
     assert meta["task"] == "classification" and meta["recipe"] == "classify" and meta["status"] == "done"
     assert meta["labels"] == ["card", "rate", "transfer"] and meta["backbone"] == "causal"
     assert meta["config"]["batch_size"] == 4 and meta["config"]["epochs"] == 2  # flag beats file, file beats default
-    assert meta["config"]["trainable"] == "last-block"
+    assert meta["config"]["trainable"] == "last-block" and meta["template"] == meta["config"]["template"] != "{text}"
     for f in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "metrics.jsonl", "metrics.json",
               "plots/loss.png", "plots/confusion.png"):
         assert (out / f).is_file(), f
@@ -93,7 +93,9 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
     report = json.loads(run("classify", out, "--data", data, "--json"))  # label column as trained: intent
     assert report["examples"] == 36 and report["labels"] == meta["labels"]
     assert sum(map(sum, report["confusion"])) == 36 and set(report["per_class"]) == set(meta["labels"])
-    assert "accuracy" in run("classify", out, "--data", data)
+    from likeme.cli import _classification_report
+    text = _classification_report(report)
+    assert text.startswith("36 texts: accuracy") and "confusion (rows: true" in text
 
     from likeme.evaluate import eval_classifier
     assert eval_classifier(out, data) == report
@@ -202,6 +204,17 @@ def test_pools_the_last_non_padding_token(tiny_lm):
 # -- data -----------------------------------------------------------------------------------------
 
 
+def test_template_keeps_its_last_words():
+    from likeme.recipes.classify import DEFAULT_TEMPLATE
+    from tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    rows = encode(tok, ["short", "a very long text " * 20], 60, DEFAULT_TEMPLATE)
+    assert rows[0] == tok(DEFAULT_TEMPLATE.replace("{text}", "short"))["input_ids"]
+    end = tok(DEFAULT_TEMPLATE.split("{text}")[1], add_special_tokens=False)["input_ids"]
+    assert len(rows[1]) == 60 and rows[1][-len(end):] == end  # the text is cut, the prompt's end is not
+
+
 def test_read_table_formats(tmp_path):
     (tmp_path / "a.csv").write_bytes(b'text,label\r\n"two\r\nlines, and a comma",x\r\nplain,y\r\n,z\r\n')
     assert read_table(tmp_path / "a.csv") == (["two\r\nlines, and a comma", "plain"], ["x", "y"])
@@ -282,6 +295,7 @@ def test_encoder_mean_pooling(tmp_path):
     out = train_classifier(cfg(tmp_path, base, max_steps=6, lr=1e-3), progress=False)
     meta = yaml.safe_load((out / "run.yaml").read_text())
     assert meta["backbone"] == "encoder" and meta["pooling"] == "mean" and meta["config"]["trainable"] == "all"
+    assert meta["template"] == "{text}"
     assert (out / "model" / "head.safetensors").is_file() and (out / "model" / "config.json").is_file()
     clf = load_classifier(out)
     # mean pooling: padding does not change a text's prediction
