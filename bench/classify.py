@@ -1,17 +1,17 @@
 """banking77 intent classification: likeme's default classifier against TF-IDF + logistic regression.
 
-    .venv/bin/python bench/classify.py                          # 40 texts per intent, 4 epochs (CPU: ~10 min)
-    .venv/bin/python bench/classify.py --train-per-class 0      # all 10,003 training texts
+    .venv/bin/python bench/classify.py                          # 10 and 40 texts per intent (CPU: ~9 min)
+    .venv/bin/python bench/classify.py --train-per-class 0      # all 10,003 training texts (CPU: ~13 min)
     .venv/bin/python bench/classify.py --trainable head --lr 1e-3
 
-Both sides learn from the same training texts (a per-intent sample of banking77's train.csv) and are
-scored on the whole test.csv (3,080 texts, 77 intents). likeme: `train_classifier` with its defaults
-(smollm2-135m, last-block, the frozen-part cache, class weights, early stopping on a 10% stratified
-validation share of the sample), then `load_classifier(run).predict` on the test texts. Baseline:
-scikit-learn's TfidfVectorizer (word 1-2-grams, sublinear tf) + LogisticRegression, fitted on the whole
-sample (validation share included, which only helps it). Times are wall-clock: likeme's training time
-includes loading the model, the cache pass, the epochs and saving the run.
-Prints a markdown table, the machine and the date.
+For each training-set size, both sides learn from the same training texts (a per-intent sample of
+banking77's train.csv) and are scored on the whole test.csv (3,080 texts, 77 intents). likeme:
+`train_classifier` with its defaults (smollm2-135m, last-block, the frozen-part cache, class weights,
+early stopping on a 10% stratified validation share of the sample), then `load_classifier(run).predict`
+on the test texts. Baseline: scikit-learn's TfidfVectorizer (word 1-2-grams, sublinear tf) +
+LogisticRegression, fitted on the whole sample (validation share included, which only helps it).
+Times are wall-clock: likeme's training time includes loading the model, the cache pass, the epochs
+and saving the run. Prints a markdown table, the machine and the date.
 """
 from __future__ import annotations
 
@@ -81,9 +81,10 @@ def machine() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="folder with train.csv and test.csv")
-    ap.add_argument("--train-per-class", type=int, default=40, help="training texts per intent (0: all)")
+    ap.add_argument("--train-per-class", default="10,40",
+                    help="training texts per intent, comma-separated for several runs (0: all)")
     ap.add_argument("--test-limit", type=int, default=0, help="score only this many test texts (0: all 3,080)")
-    ap.add_argument("--epochs", type=float, default=4.0)
+    ap.add_argument("--epochs", type=float, default=None, help="likeme's --epochs (default: its own)")
     ap.add_argument("--base", default="smollm2-135m")
     ap.add_argument("--trainable", default=None, help="likeme's --trainable (default: its own)")
     ap.add_argument("--lr", type=float, default=None, help="likeme's --lr (default: its own)")
@@ -110,56 +111,61 @@ def main(argv=None) -> int:
     if args.test_limit:
         test_x, test_y = sample_per_class(test_x, test_y, -(-args.test_limit // 77), args.seed)
         test_x, test_y = test_x[: args.test_limit], test_y[: args.test_limit]
-    train_x, train_y = sample_per_class(all_x, all_y, args.train_per_class, args.seed)
-    print(f"banking77: {len(train_x)} training texts ({args.train_per_class or 'all'} per intent), "
-          f"{len(test_x)} test texts, {len(set(all_y))} intents", file=sys.stderr)
+    rows, runs = [], []
+    for per_class in [int(n) for n in str(args.train_per_class).split(",")]:
+        train_x, train_y = sample_per_class(all_x, all_y, per_class, args.seed)
+        size = f"{per_class} per intent ({len(train_x)})" if per_class > 0 else f"all ({len(train_x)})"
+        print(f"banking77: {len(train_x)} training texts ({per_class or 'all'} per intent), "
+              f"{len(test_x)} test texts, {len(set(all_y))} intents", file=sys.stderr)
+        guess, fit_s, pred_s = baseline(train_x, train_y, test_x)
+        m = classification_metrics(test_y, guess)
+        rows.append({"size": size, "method": "TF-IDF + logistic regression", "accuracy": m["accuracy"],
+                     "macro_f1": m["macro_f1"], "train_s": round(fit_s, 1), "train_ex_s": round(len(train_x) / fit_s, 1),
+                     "predict_ex_s": round(len(test_x) / pred_s, 1)})
+        print(f"baseline: accuracy {m['accuracy']:.4f}", file=sys.stderr)
 
-    rows = []
-    guess, fit_s, pred_s = baseline(train_x, train_y, test_x)
-    m = classification_metrics(test_y, guess)
-    rows.append({"method": "TF-IDF + logistic regression", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                 "train_s": round(fit_s, 1), "train_ex_s": round(len(train_x) / fit_s, 1),
-                 "predict_ex_s": round(len(test_x) / pred_s, 1)})
-    print(f"baseline: accuracy {m['accuracy']:.4f}", file=sys.stderr)
-
-    with tempfile.TemporaryDirectory(prefix="likeme-bench-") as tmp:
-        data = Path(tmp) / "train.csv"
-        with open(data, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["text", "category"])
-            w.writerows(zip(train_x, train_y))
-        run = args.keep or Path(tmp) / "run"
-        flags = {k: v for k, v in {"trainable": args.trainable, "lr": args.lr, "batch_size": args.batch_size,
-                                   "max_length": args.max_length}.items() if v is not None}
-        cfg = ClassifyConfig(data=str(data), label_column="category", base=args.base, epochs=args.epochs,
-                             seed=args.seed, out=str(run), **flags)
-        t = time.perf_counter()
-        train_classifier(cfg, progress=sys.stderr.isatty())
-        train_s = time.perf_counter() - t
-        trained = json.loads((run / "metrics.json").read_text())
-        t = time.perf_counter()
-        clf = load_classifier(run)
-        guess = [label for label, _ in clf.predict(test_x)]
-        pred_s = time.perf_counter() - t
-    m = classification_metrics(test_y, guess)
-    rows.append({"method": f"likeme {args.base}, {trained['trainable']}" + (" (cached)" if trained["cached"] else ""),
-                 "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "train_s": round(train_s, 1),
-                 "train_ex_s": round(len(train_x) / train_s, 1), "predict_ex_s": round(len(test_x) / pred_s, 1)})
+        with tempfile.TemporaryDirectory(prefix="likeme-bench-") as tmp:
+            data = Path(tmp) / "train.csv"
+            with open(data, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["text", "category"])
+                w.writerows(zip(train_x, train_y))
+            run = args.keep / f"{per_class}-per-intent" if args.keep else Path(tmp) / "run"
+            flags = {k: v for k, v in {"trainable": args.trainable, "lr": args.lr, "batch_size": args.batch_size,
+                                       "max_length": args.max_length, "epochs": args.epochs}.items() if v is not None}
+            cfg = ClassifyConfig(data=str(data), label_column="category", base=args.base, seed=args.seed,
+                                 out=str(run), **flags)
+            t = time.perf_counter()
+            train_classifier(cfg, progress=sys.stderr.isatty())
+            train_s = time.perf_counter() - t
+            trained = json.loads((run / "metrics.json").read_text())
+            t = time.perf_counter()
+            clf = load_classifier(run)
+            guess = [label for label, _ in clf.predict(test_x)]
+            pred_s = time.perf_counter() - t
+        m = classification_metrics(test_y, guess)
+        rows.append({"size": size, "method": f"likeme {args.base}, {trained['trainable']}" + (" (cached)" if trained["cached"] else ""),
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "train_s": round(train_s, 1),
+                     "train_ex_s": round(len(train_x) / train_s, 1), "predict_ex_s": round(len(test_x) / pred_s, 1)})
+        runs.append((size, trained))
+        print(f"likeme: accuracy {m['accuracy']:.4f}", file=sys.stderr)
 
     total_s = (datetime.now() - started).total_seconds()
-    print(f"\n## banking77, {len(train_x)} training texts, {len(test_x)} test texts\n")
-    print("| method | test accuracy | test macro-F1 | training time (s) | training texts/s | test texts/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"\n## banking77, {len(test_x)} test texts\n")
+    print("| training texts | method | test accuracy | test macro-F1 | training time (s) | training texts/s | test texts/s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['method']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_s']:.1f} | "
+        print(f"| {r['size']} | {r['method']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_s']:.1f} | "
               f"{r['train_ex_s']:.1f} | {r['predict_ex_s']:.1f} |")
-    print(f"\nlikeme: {trained['train_examples']} trained on, {trained['val_examples']} validation "
-          f"(val accuracy {trained.get('val_accuracy')}), max_length {trained['max_length']}, "
-          f"{trained['epochs']} epochs (best {trained['best_epoch']}), cache pass {trained['cache_seconds']} s, "
-          f"epochs {trained['train_seconds']} s ({trained['examples_per_s']} texts/s)")
+    print()
+    for size, trained in runs:
+        print(f"likeme, {size}: {trained['train_examples']} trained on, {trained['val_examples']} validation "
+              f"(val accuracy {trained.get('val_accuracy')}), max_length {trained['max_length']}, "
+              f"{trained['epochs']} epochs (best {trained['best_epoch']}), cache pass {trained['cache_seconds']} s, "
+              f"epochs {trained['train_seconds']} s ({trained['examples_per_s']} texts/s)")
     print(f"total {total_s / 60:.1f} min; {started:%Y-%m-%d %H:%M}; {about}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "likeme": trained, "machine": about,
+        args.json.write_text(json.dumps({"rows": rows, "likeme": dict(runs), "machine": about,
                                          "date": started.isoformat(), "total_s": total_s}, indent=2))
     return 0
 

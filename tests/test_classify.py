@@ -12,7 +12,8 @@ import yaml
 
 from likeme.errors import LikemeError
 from likeme.recipes.classify import (ClassifyConfig, FrozenSplit, class_weights, encode, label_order, load_backbone,
-                                     load_classifier, pad_batch, read_table, stratified_split, train_classifier)
+                                     load_classifier, make_trainable, pad_batch, param_groups, read_table,
+                                     stratified_split, train_classifier)
 from tiny import save_tiny_causal_lm
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
@@ -150,6 +151,18 @@ def test_head_changes_only_the_head(tmp_path, tiny_lm):
     assert not torch.equal(after["score.weight"], first.detach())
 
 
+@pytest.mark.parametrize("trainable", ["last-block", "lora", "head"])
+def test_the_new_head_has_its_own_learning_rate(tiny_lm, trainable):
+    model, tok, kind = load_backbone(str(tiny_lm), ["a", "b", "c"])
+    model = make_trainable(model, trainable, ClassifyConfig(), kind)
+    groups = param_groups(model, 2e-4, 2e-3)
+    trainable_ids = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups for p in g["params"]} == trainable_ids  # each once, nothing frozen
+    head = groups[-1]
+    assert head["lr"] == 2e-3 and [tuple(p.shape) for p in head["params"]] == [(3, 64)]  # score.weight, no bias
+    assert len(groups) == (1 if trainable == "head" else 2)
+
+
 def test_cache_gives_the_same_model_as_the_plain_path(tmp_path, tiny_lm):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -164,6 +177,25 @@ def test_cache_gives_the_same_model_as_the_plain_path(tmp_path, tiny_lm):
     texts = [t for t, _ in ROWS]
     pa, pb = load_classifier(cached).probabilities(texts), load_classifier(plain).probabilities(texts)
     assert torch.allclose(pa, pb, atol=1e-5)
+
+
+def test_ctrl_c_saves_the_best_epoch_so_far(tmp_path, tiny_lm):
+    from transformers import TrainerCallback
+
+    class CtrlC(TrainerCallback):  # what a SIGINT in the middle of epoch 3 raises
+        def on_step_begin(self, args, state, control, **kw):
+            if state.epoch and state.epoch >= 2.5:
+                raise KeyboardInterrupt
+
+    out = train_classifier(cfg(tmp_path, tiny_lm, max_steps=None, epochs=6), progress=False, callbacks=[CtrlC()])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["best_epoch"] in (1.0, 2.0) and metrics["epochs"] < 3
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1.0, 2.0]
+    best = max(rows, key=lambda r: r["val_macro_f1"])  # the saved weights are that epoch's: same validation score
+    assert metrics["val_macro_f1"] == best["val_macro_f1"]
+    assert yaml.safe_load((out / "run.yaml").read_text())["status"] == "done"
+    assert load_classifier(out).predict(["where is my card"])[0][0] in ("card", "rate", "transfer")
 
 
 def test_frozen_split_reproduces_the_forward_pass(tiny_lm):

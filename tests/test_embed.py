@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from likeme.recipes.embed import Msg, Session, authorship_triplets, centroid, read_rows
+from likeme.datasets import Msg, Session, authorship_triplets
+from likeme.recipes.embed import centroid, read_rows
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 

@@ -62,6 +62,10 @@ def ingest(paths, format_, me, scrub, quiet, db):
             failed += 1
             click.echo(f"Error: {e}", err=True)
             continue
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted while reading {path}: nothing of it was stored (the files before it were); "
+                       "run the same command again to go on.", err=True)
+            sys.exit(130)
         finally:
             if bar is not None:
                 bar.close()
@@ -697,7 +701,7 @@ def main():
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("Interrupted: the file being read was not stored; the store is as it was before it.", err=True)
+        click.echo("Interrupted.", err=True)
         sys.exit(130)
 
 

@@ -50,8 +50,6 @@ def eval_voice(run, data, name: str, *, format: str | None = None, me: str | Non
     from datetime import timedelta
     from pathlib import Path
 
-    import yaml
-
     from likeme import datasets, models
     from likeme.errors import LikemeError
     from likeme.store import Store
@@ -59,7 +57,7 @@ def eval_voice(run, data, name: str, *, format: str | None = None, me: str | Non
     ref = models.resolve(run)
     if ref.kind != "run":
         raise LikemeError(f"{run} is not a likeme run folder (no run.yaml): pass the folder `likeme train voice` wrote")
-    meta = yaml.safe_load((ref.path / "run.yaml").read_text("utf-8")) or {}
+    meta = models.read_run_meta(ref.path)
     cfg = meta.get("config") or {}
     model, tok = models.load_causal_lm(ref)
     with tempfile.TemporaryDirectory(prefix="likeme-eval-") as tmp:
@@ -83,7 +81,7 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
     beside its base model.
 
     The export is ingested into a temporary store (yours is left alone); triplets are built from all
-    of it with the run's rules (`recipes.embed.authorship_triplets`: anchor and positive by NAME,
+    of it with the run's rules (`datasets.authorship_triplets`: anchor and positive by NAME,
     negative by someone else in the anchor's session). Reported:
       triplet_accuracy  share of triplets with cos(anchor, positive) > cos(anchor, negative);
       auc               ROC-AUC of the calibrated likeness score at telling NAME's messages from others'.
@@ -108,9 +106,7 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
     from datetime import timedelta
     from pathlib import Path
 
-    import yaml
-
-    from likeme import models
+    from likeme import datasets, models
     from likeme.errors import LikemeError
     from likeme.recipes import embed
     from likeme.store import Store
@@ -118,14 +114,14 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
     ref = models.resolve(run)
     if ref.kind != "run" or ref.task != "sentence-embedding":
         raise LikemeError(f"{run} is not an embedder run: pass the folder `likeme train embedder` wrote")
-    meta = yaml.safe_load((ref.path / "run.yaml").read_text("utf-8")) or {}
+    meta = models.read_run_meta(ref.path)
     cfg = meta.get("config") or {}
     with tempfile.TemporaryDirectory(prefix="likeme-eval-") as tmp:
         with Store(Path(tmp) / "eval.db") as store:
             store.ingest_path(data, format, **({"me": me} if me else {}))
-            sessions = embed.store_sessions(store, name, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)),
+            sessions = datasets.store_sessions(store, name, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)),
                                             min_chars=cfg.get("min_chars", 3))
-    triplets = embed.authorship_triplets(sessions, name, random.Random(cfg.get("seed", 0)))
+    triplets = datasets.authorship_triplets(sessions, name, random.Random(cfg.get("seed", 0)))
     score_file = ref.path / "score.json"
     saved = json.loads(score_file.read_text("utf-8")) if score_file.is_file() else {}
     own_score = saved.get("name") == name
@@ -137,7 +133,7 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
             raise LikemeError(f"{data}: {name} speaks in one session only; the run has no score for {name} "
                               "to use instead: pass a longer export")
         fit_s, scored = sessions[:half], sessions[half:]
-    texts, labels = embed.labelled_messages(scored, name)
+    texts, labels = datasets.labelled_messages(scored, name)
     out: dict = {}
     for prefix, model_name, key in (("", ref, "model"), ("base_", embed.base_of(ref.path), "base")):
         model = embed.load_model(model_name)
@@ -145,7 +141,7 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
         if own_score:
             calib = saved[key]
         else:
-            fit_texts, fit_labels = embed.labelled_messages(fit_s, name)
+            fit_texts, fit_labels = datasets.labelled_messages(fit_s, name)
             vecs = embed.embed(model, fit_texts)
             mine = [v for v, y in zip(vecs, fit_labels) if y]
             others = [v for v, y in zip(vecs, fit_labels) if not y]

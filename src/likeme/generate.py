@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from likeme.errors import LikemeError
@@ -419,7 +418,7 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
     ref = models.resolve(run)  # first: a wrong name fails at once, before the slow imports
     import torch
 
-    meta = _run_meta(ref.path / models.RUN_FILE) if ref.kind == "run" else {}
+    meta = models.read_run_meta(ref.path) if ref.kind == "run" else {}
     if ref.kind == "run" and meta.get("task") not in (None, "causal-lm"):
         raise LikemeError(f"{run} is a {meta['task']} run, not a language model: it cannot write replies")
     device = device or default_device()
@@ -441,13 +440,3 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
 
 def _opt_str(x) -> str | None:
     return None if x is None else str(x)
-
-
-def _run_meta(path: Path) -> dict:
-    import yaml
-
-    try:
-        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:  # resolve() read it a moment ago: only a race gets here
-        raise LikemeError(f"{path}: cannot read it ({e}): fix or delete the run") from e
-    return meta if isinstance(meta, dict) else {}

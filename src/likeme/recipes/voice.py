@@ -77,8 +77,6 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     step with a checkpoint in the run folder and raises `Interrupted`."""
     from datetime import timedelta
 
-    import yaml
-
     from likeme import datasets, models
     from likeme.config import to_dict
     from likeme.evaluate import perplexity
@@ -90,7 +88,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     if resume:
         if not (run / "run.yaml").is_file():
             raise LikemeError(f"{run}: no run to resume (no run.yaml); start one without --resume")
-        saved = yaml.safe_load((run / "run.yaml").read_text("utf-8"))
+        saved = models.read_run_meta(run)
         cfg = VoiceConfig(**{k: v for k, v in saved.get("config", {}).items() if k in VoiceConfig.__dataclass_fields__})
         if not _latest_checkpoint(ckpt_dir):
             raise LikemeError(f"{run}: no checkpoint to resume from; train again without --resume")
@@ -121,7 +119,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     run.mkdir(parents=True, exist_ok=True)
     meta = {"base": cfg.base, "task": "causal-lm", "recipe": "voice", "as": cfg.name, "partner": data.partner,
             "status": "training", "config": to_dict(cfg)}
-    (run / "run.yaml").write_text(yaml.safe_dump(meta, allow_unicode=True, sort_keys=False), "utf-8")
+    models.write_run_meta(run, meta)
     tok.save_pretrained(run)
 
     base_ppl = perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size)
@@ -201,9 +199,16 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
     _plot(run)
     meta["status"] = "done"
-    (run / "run.yaml").write_text(yaml.safe_dump(meta, allow_unicode=True, sort_keys=False), "utf-8")
+    models.write_run_meta(run, meta)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # a finished run needs no optimizer state
     return run
+
+
+
+def _plot(run: Path) -> None:
+    from likeme import plots
+
+    plots.curves(run, [("loss", "train", "-"), ("eval_loss", "held-out", "o-")], ylabel="loss (nats/token)")
 
 
 class Interrupted(LikemeError):
@@ -360,30 +365,3 @@ def _callbacks():
             return control
 
     return MetricsCallback, StopOnInterrupt
-
-
-def _plot(run: Path) -> None:
-    """plots/loss.png: train loss per step and held-out loss at evaluations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text("utf-8").splitlines() if l.strip()] \
-        if (run / "metrics.jsonl").is_file() else []
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    held = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    (run / "plots").mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    if train:
-        ax.plot(*zip(*train), label="train", lw=1)
-    if held:
-        ax.plot(*zip(*held), "o-", label="held-out", lw=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title(f"{run.name}")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run / "plots" / "loss.png")
-    plt.close(fig)
