@@ -419,24 +419,35 @@ def train():
     """Train a model like you: `likeme train voice --as NAME`."""
 
 
-@train.command("voice")
-@click_options(VoiceConfig)
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML file of settings (flags given here win).")
+def train_command(name: str, config_cls):
+    """A `likeme train NAME` command whose flags are config_cls's fields, plus --config YAML and -q."""
+    def wrap(fn):
+        fn = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(fn)
+        fn = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                          help="YAML file of settings (flags given here win).")(fn)
+        return train.command(name)(click_options(config_cls)(fn))
+    return wrap
+
+
+def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, **kwargs):
+    """The config from YAML and flags, the recipe run with a progress bar on a terminal; returns
+    (config, run folder, its metrics.json)."""
+    from likeme.config import from_sources
+
+    cfg = from_sources(config_cls, config_file, flags)
+    run = train_fn(cfg, progress=not quiet and sys.stderr.isatty(), **kwargs)
+    return cfg, run, json.loads((run / "metrics.json").read_text("utf-8"))
+
+
+@train_command("voice", VoiceConfig)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (--out RUN).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train_voice_cmd(config_file, resume, quiet, **flags):
     """Write like me: fine-tune a causal LM on NAME's replies in the store.
 
     Ctrl-C stops after the current step and keeps a checkpoint that --resume continues from."""
-    import json as json_
-
-    from likeme.config import from_sources
     from likeme.recipes.voice import train_voice
 
-    cfg = from_sources(VoiceConfig, config_file, flags)
-    run = train_voice(cfg, resume=resume, progress=not quiet and sys.stderr.isatty())
-    m = json_.loads((run / "metrics.json").read_text("utf-8"))
+    cfg, run, m = run_recipe(VoiceConfig, train_voice, config_file, flags, quiet, resume=resume)
     click.echo(f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
                f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps")
     click.echo(f"Talk to it: likeme chat {run}")
@@ -502,24 +513,15 @@ def models(as_json):
 from likeme.recipes.embed import EmbedConfig  # noqa: E402  (the config only; torch loads on use)
 
 
-@train.command("embedder")
-@click_options(EmbedConfig)
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML file of settings (flags given here win).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@train_command("embedder", EmbedConfig)
 def train_embedder_cmd(config_file, quiet, **flags):
     """Match my vibe: fine-tune sentence embeddings so NAME's messages lie close together.
 
     Triplets from the store: anchor and positive by NAME, negative by someone else in the same
     session. Saves a likeness score for `likeme score` and a model for `likeme search`."""
-    import json as json_
-
-    from likeme.config import from_sources
     from likeme.recipes.embed import train_embedder
 
-    cfg = from_sources(EmbedConfig, config_file, flags)
-    run = train_embedder(cfg, progress=not quiet and sys.stderr.isatty())
-    m = json_.loads((run / "metrics.json").read_text("utf-8"))
+    _, run, m = run_recipe(EmbedConfig, train_embedder, config_file, flags, quiet)
     if "triplet_accuracy" in m:
         click.echo(f"{run}: held-out triplet accuracy {m['base_triplet_accuracy']} (base) -> "
                    f"{m['triplet_accuracy']} after {m['steps']} steps")
@@ -589,11 +591,7 @@ def index_cmd(run, db):
 from likeme.recipes.classify import ClassifyConfig  # noqa: E402  (the config only; torch loads on use)
 
 
-@train.command("classifier")
-@click_options(ClassifyConfig)
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML file of settings (flags given here win).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@train_command("classifier", ClassifyConfig)
 def train_classifier_cmd(config_file, quiet, **flags):
     """Decide like me: learn labels from labelled texts (--data FILE) or who wrote a message (--label-by author).
 
@@ -601,14 +599,11 @@ def train_classifier_cmd(config_file, quiet, **flags):
     likeme train classifier --data tickets.csv --label-column team
     likeme train classifier --label-by author --min-messages 50
     likeme train classifier --data intents.jsonl --base minilm"""
-    import json as json_
-
-    from likeme.config import from_sources
     from likeme.recipes.classify import train_classifier
 
-    cfg = from_sources(ClassifyConfig, config_file, flags)
-    run = train_classifier(cfg, progress=not quiet and sys.stderr.isatty())
-    m = json_.loads((run / "metrics.json").read_text("utf-8"))
+    _, run, m = run_recipe(ClassifyConfig, train_classifier, config_file, flags, quiet)
+    if m.get("interrupted"):
+        click.echo(f"Stopped by Ctrl-C after {m['epochs']} epochs: the best epoch so far ({m['best_epoch']}) was saved.")
     if "val_accuracy" in m:
         click.echo(f"{run}: validation accuracy {m['val_accuracy']:.4f}, macro-F1 {m['val_macro_f1']:.4f} on "
                    f"{m['val_examples']} texts ({m['labels']} labels, best epoch {m['best_epoch']})")
