@@ -8,7 +8,8 @@
 
 setup (labelled texts from a file or the store, a stratified train/validation split, the backbone with a
 classification head, what trains) -> cache (what the frozen part computes, once) -> train (transformers'
-Trainer, class-weighted cross-entropy, early stopping on validation macro-F1 or loss) -> evaluate
+Trainer, class-weighted cross-entropy with label smoothing, the new head at its own higher learning rate,
+early stopping on validation macro-F1 or loss; Ctrl-C keeps the best epoch so far) -> evaluate
 (validation accuracy, macro-F1, confusion matrix) -> save (the run folder describes itself).
 
 Backbones:
@@ -474,8 +475,9 @@ class FrozenSplit:
 
     Why: with --trainable last-block, 29 of SmolLM2-135M's 30 blocks are frozen; the plain path runs them
     forward again in every epoch for the same output. Caching their output turns an epoch into one
-    block forward + backward (bench/classify.py: the cache pass + 4 epochs cost about what 1.3 plain
-    epochs would). For `head` the cache holds the pooled features and the top is the linear head.
+    block forward + backward (bench/classify.py, all of banking77 on 2 CPU cores: the cache pass 284 s at
+    35 texts/s, then 233 texts/s per epoch). For `head` the cache holds the pooled features and the top
+    is the linear head.
 
     How (causal LMs of the Llama family, whose base model has `embed_tokens`, `layers`, `norm`,
     `rotary_emb` and takes `inputs_embeds` as they are): the bottom and the top are two models of the

@@ -11,9 +11,9 @@ trained) -> evaluate (held-out triplet accuracy and ROC-AUC of the likeness scor
 -> save (the run folder describes itself).
 
 Measured on the demo chat (`examples/chatterbot_chat.py`: Robin answers in lower case without a full
-stop, Sam and Kai ask; 1,543 training triplets), defaults, 2-core CPU: 49 steps, 430 CPU-seconds
-(8 min wall on a shared, busy machine; ~4 min on two idle cores); on the later export never trained
-on, triplet accuracy 0.08 -> 0.93 and score AUC 0.87 (base feature) -> 0.97.
+stop, Sam and Kai ask; 1,543 training triplets), defaults, 2 idle CPU cores: 49 steps, 1 min 39 s
+wall; on the later export never trained on, triplet accuracy 0.08 -> 0.93 and score AUC 0.87 (base
+feature) -> 0.97.
 
 Triplets from authorship (`--as NAME`, the default source; built by `datasets.authorship_triplets`):
     anchor    a text message by NAME (at least --min-chars characters: "ok", "k", "?" say nothing
