@@ -100,6 +100,8 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
 
     from likeme.evaluate import eval_classifier
     assert eval_classifier(out, data) == report
+    assert json.loads(run("eval", out, "--data", data, "--json")) == report  # `likeme eval` routes by run type
+    assert run("eval", out, "--data", data).strip() == f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
 
 
 def test_cli_errors_are_one_line(tmp_path, tiny_lm):

@@ -184,6 +184,9 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     fresh = whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club (new).txt", 4, datetime(2024, 6, 1, 18), seed=1)
     r = eval_embedder(out, fresh, "Ana")
     assert set(r) >= {"triplet_accuracy", "base_triplet_accuracy", "auc", "base_auc", "messages"}
+    assert json.loads(likeme("eval", out, "--data", fresh, "--as", "Ana", "--json").stdout) == r
+    assert likeme("eval", out, "--data", fresh, "--as", "Ana").stdout.startswith(
+        f"Ana: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), score AUC")
     assert r["messages"] == 24 and r["calibration"] == "run"
     assert all(0 <= r[k] <= 1 for k in ("triplet_accuracy", "base_triplet_accuracy", "auc", "base_auc"))
     # Another person than the run's: centroids from the first half of the file, AUC on the second.
