@@ -8,7 +8,7 @@ import os
 import random
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import yaml
 
 from likeme.datasets import Msg, Session, authorship_triplets
 from likeme.recipes.embed import centroid, read_rows
+from tiny import whatsapp_export
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 
@@ -29,15 +30,10 @@ LINES = {  # three people with three habits: Ana lower case, no full stop; Sam a
 
 
 def whatsapp_chat(path: Path, sessions: int, start: datetime, seed: int = 0) -> Path:
-    """`dd/mm/yyyy, HH:MM - Name: text` lines, one session a day, 6 messages each."""
-    rng, lines, t = random.Random(seed), [], start
-    for _ in range(sessions):
-        for who in ("Sam", "Ana", "Bo", "Ana", "Sam", "Ana"):
-            lines.append(f"{t:%d/%m/%Y, %H:%M} - {who}: {rng.choice(LINES[who])}")
-            t += timedelta(minutes=2)
-        t += timedelta(days=1)
-    path.write_text("\n".join(lines) + "\n", "utf-8")
-    return path
+    """One session a day, 6 messages each, every person writing in their habit (LINES)."""
+    rng = random.Random(seed)
+    return whatsapp_export(path, sessions, start,
+                           lambda s: [(who, rng.choice(LINES[who])) for who in ("Sam", "Ana", "Bo", "Ana", "Sam", "Ana")])
 
 
 def save_tiny_sentence_model(folder: Path) -> Path:

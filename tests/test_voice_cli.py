@@ -3,12 +3,12 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from tiny import save_tiny_causal_lm
+from tiny import save_tiny_causal_lm, whatsapp_export
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 
@@ -21,15 +21,9 @@ def run(*args):
 
 
 def whatsapp_group(path: Path, sessions: int, start: datetime) -> Path:
-    lines, t = [], start
-    for s in range(sessions):
-        for who, text in [("Sam", f"plans for day {s}?"), ("Ana", "pizza obviously"), ("Bo", "again?"),
-                          ("Ana", "always"), ("Sam", "fine by me")]:
-            lines.append(f"{t:%d/%m/%Y, %H:%M} - {who}: {text}")
-            t += timedelta(minutes=3)
-        t += timedelta(days=1)
-    path.write_text("\n".join(lines) + "\n", "utf-8")
-    return path
+    return whatsapp_export(path, sessions, start, lambda s: [
+        ("Sam", f"plans for day {s}?"), ("Ana", "pizza obviously"), ("Bo", "again?"), ("Ana", "always"),
+        ("Sam", "fine by me")], minutes=3)
 
 
 def test_ingest_train_chat_eval(tmp_path):

@@ -205,3 +205,22 @@ def save_tiny_gguf(path: str | Path, *, seed: int = 0, quantize: str = "F32") ->
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def whatsapp_export(path: str | Path, sessions: int, start, turns, minutes: int = 2) -> Path:
+    """A WhatsApp (Android) export of a group chat: one session a day from `start`, `turns(s)` giving
+    session s's [(author, text), ...], a message every `minutes`.
+
+    Example: turns = lambda s: [("Sam", "plans?"), ("Ana", "pizza")], sessions=1, start 1 Jan 2024 18:00
+      -> "01/01/2024, 18:00 - Sam: plans?\n01/01/2024, 18:02 - Ana: pizza\n"
+    """
+    from datetime import timedelta
+
+    lines, t = [], start
+    for s in range(sessions):
+        for who, text in turns(s):
+            lines.append(f"{t:%d/%m/%Y, %H:%M} - {who}: {text}")
+            t += timedelta(minutes=minutes)
+        t += timedelta(days=1)
+    Path(path).write_text("\n".join(lines) + "\n", "utf-8")
+    return Path(path)
