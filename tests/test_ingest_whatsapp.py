@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import unicodedata
 from datetime import datetime
 from pathlib import Path
@@ -262,6 +263,120 @@ def test_out_of_order_lines_are_sorted():
         assert [m.sent_at.day for m in parse(p)] == [18, 23]
     finally:
         p.unlink(missing_ok=True)
+
+
+
+# --- time before the date: `[14:56:01, 3/18/22] Name: msg` (some iOS locales) -------------------
+
+def iso_rows(msgs):
+    return [(m.sent_at.isoformat(), m.author, m.kind, m.text) for m in msgs]
+
+
+def test_ios_time_first_24h_month_first_marks_media_and_notices():
+    # 3/14/22: a second field above 12, so month first for the whole file
+    msgs = read("ios_time_first.txt")
+    assert {m.conversation for m in msgs} == {"ios_time_first"}
+    assert iso_rows(msgs) == [
+        ("2022-03-14T09:15:02", "", "system",  # the chat's name before iOS's own notice
+         "Messages and calls are end-to-end encrypted. No one outside of this chat, not even WhatsApp, "
+         "can read or listen to them."),
+        ("2022-03-14T09:15:40", "Marta Ruiz", "text", "Morning! Are we still on for the museum?"),
+        ("2022-03-14T09:16:05", "Jae Kim", "text", "Yes: 11:00 at the north entrance."),
+        ("2022-03-14T09:16:30", "Jae Kim", "media", ""),  # "\u200eimage omitted"
+        ("2022-03-14T09:17:00", "Jae Kim", "media", "Tickets.pdf • 2 pages"),  # "… \u200edocument omitted"
+        ("2022-03-14T12:01:10", "Marta Ruiz", "text",
+         "Perfect\nI'll bring snacks\nand the umbrella, it looks like rain"),
+        ("2022-03-14T12:02:00", "Marta Ruiz", "media", ""),  # <attached: …jpg>
+        # a time-first header pasted mid-line is text: headers only start lines
+        ("2022-03-14T12:03:45", "Jae Kim", "text", "My sister forwarded this: [10:00, 1/2/22] x: y"),
+        ("2022-03-15T18:30:00", "Jae Kim", "media", ""),  # "\u200eThis message was deleted."
+        ("2022-03-15T18:31:00", "Marta Ruiz", "text", "See you tomorrow"),  # "<This message was edited>" dropped
+        ("2022-03-15T20:00:00", "", "system", "Your security code with Jae Kim changed. Tap to learn more."),
+        ("2022-03-16T00:05:00", "Leo", "text", "Sorry, wrong chat"),  # "~\u202fLeo"
+        ("2022-03-16T07:45:00", "Jae Kim", "media", ""),  # "\u200esticker omitted"
+        ("2022-03-16T07:46:12", "Marta Ruiz", "system", "Missed voice call"),
+        ("2022-03-16T07:50:00", "Marta Ruiz", "text", "On my way 🚇"),
+    ]
+    assert not any("\u200e" in m.text or "\u202f" in m.author for m in msgs)
+
+
+def test_ios_time_first_is_detected_and_parsed_without_format():
+    path = FIX / "ios_time_first.txt"
+    assert wa.sniff(path)
+    assert detect(path) == "whatsapp"
+    assert len(list(parse(path))) == 15  # no --format
+    assert wa._time_first(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    # 12h with U+202F before PM, day first (18 > 12), seconds optional
+    ("[9:05:12\u202fPM, 18/03/2022] Ana: hi\n[9:06\u202fPM, 18/03/2022] Bo: yo\n",
+     [("2022-03-18T21:05:12", "Ana", "text", "hi"), ("2022-03-18T21:06:00", "Bo", "text", "yo")]),
+    # every date fits both orders: only day first goes up (1 Feb, 3 Feb, 2 Mar)
+    ("[10:00, 1/2/22] Ana: a\n[10:00, 3/2/22] Bo: b\n[10:00, 2/3/22] Ana: c\n",
+     [("2022-02-01T10:00:00", "Ana", "text", "a"), ("2022-02-03T10:00:00", "Bo", "text", "b"),
+      ("2022-03-02T10:00:00", "Ana", "text", "c")]),
+    # ... only month first goes up (1 Feb, 3 Feb, 2 Mar)
+    ("[10:00, 2/1/22] Ana: a\n[10:00, 2/3/22] Bo: b\n[10:00, 3/2/22] Ana: c\n",
+     [("2022-02-01T10:00:00", "Ana", "text", "a"), ("2022-02-03T10:00:00", "Bo", "text", "b"),
+      ("2022-03-02T10:00:00", "Ana", "text", "c")]),
+    # a tie, with an upper-case AM/PM clock: month first (US)
+    ("[8:05 PM, 1/2/23] Jordan: friday?\n[9:00 AM, 2/2/23] Casey: yes\n",
+     [("2023-01-02T20:05:00", "Jordan", "text", "friday?"), ("2023-02-02T09:00:00", "Casey", "text", "yes")]),
+    # Spanish "a. m."/"p.\xa0m.", 12 a. m. = 0h, CRLF, a multi-line message
+    ("[12:05:09 a. m., 14/03/2023] Lucía: hola\r\n[12:30 p.\xa0m., 14/03/2023] Diego: qué tal\r\nsegunda línea\r\n",
+     [("2023-03-14T00:05:09", "Lucía", "text", "hola"),
+      ("2023-03-14T12:30:00", "Diego", "text", "qué tal\nsegunda línea")]),
+    # dotted dates, 24h; bidi marks around the header and a number as author
+    ("\u200e[21:41:35, 27.03.22] \u202a+1\xa0555\xa00100\u202c: \u200eimage omitted\n"
+     "[21:42:00, 27.03.22] Dmitry S: \u200e<attached: 00000003-AUDIO-2022-03-27-21-42-00.opus>\n",
+     [("2022-03-27T21:41:35", "+1 555 0100", "media", ""), ("2022-03-27T21:42:00", "Dmitry S", "media", "")]),
+    # the Android-style separator after a time-first header, and a notice without an author
+    ("21:41, 27/03/2022 - Ana created group \"Trip\"\n21:42, 27/03/2022 - Ana: <Media omitted>\n",
+     [("2022-03-27T21:41:00", "Ana", "system", 'Ana created group "Trip"'),
+      ("2022-03-27T21:42:00", "Ana", "media", "")]),
+])
+def test_time_first_headers_read_like_date_first_ones(tmp_path, text, expected):
+    p = tmp_path / "chat.txt"
+    p.write_bytes(text.encode("utf-8"))
+    assert wa.sniff(p) and detect(p) == "whatsapp"
+    assert iso_rows(parse(p)) == expected
+
+
+def test_time_first_and_date_first_files_agree(tmp_path):
+    date_first = FIX / "WhatsApp Chat - Priya Nair.txt"
+    swapped = re.sub(r"^(\u200e?)\[([^,\]]+), ([^\]]+)\]", r"\1[\3, \2]", date_first.read_text(encoding="utf-8"),
+                     flags=re.M)
+    assert swapped != date_first.read_text(encoding="utf-8")
+    p = tmp_path / "WhatsApp Chat - Priya Nair.txt"
+    p.write_text(swapped, encoding="utf-8")
+    assert rows(parse(p)) == rows(parse(date_first))
+
+
+def test_a_header_of_the_other_form_stays_text(tmp_path):
+    # The form is chosen once per file: a pasted time-first header at the start of a line in a
+    # date-first file (or the reverse) is part of the message above, never a message of its own.
+    p = tmp_path / "chat.txt"
+    p.write_text("[3/14/22, 10:00:00] Ana: look what Bo sent\n[10:00, 1/2/22] x: y\n[3/14/22, 10:01:00] Bo: ha\n",
+                 encoding="utf-8")
+    assert [(m.author, m.text) for m in parse(p)] == [
+        ("Ana", "look what Bo sent\n[10:00, 1/2/22] x: y"), ("Bo", "ha")]
+    p.write_text("[10:00:00, 3/14/22] Ana: look what Bo sent\n[1/2/22, 10:00] x: y\n[10:01:00, 3/14/22] Bo: ha\n",
+                 encoding="utf-8")
+    assert [(m.author, m.text) for m in parse(p)] == [
+        ("Ana", "look what Bo sent\n[1/2/22, 10:00] x: y"), ("Bo", "ha")]
+
+
+@pytest.mark.parametrize("text, time_first", [
+    ("[14:56:01, 3/18/22] Ana: hi\n", True),
+    ("[3/18/22, 14:56:01] Ana: hi\n", False),
+    ("\ufeff\u200e[9:05\u202fPM, 18/03/2022] Ana: hi\n", True),
+    ("exported by a tool\n[14:56:01, 3/18/22] Ana: hi\n[3/18/22, 14:56:01] Bo: pasted\n", True),  # the first header
+    ("exported by a tool\n[3/18/22, 14:56:01] Ana: hi\n[14:56:01, 3/18/22] Bo: pasted\n", False),
+    ("no headers at all\n", False),
+])
+def test_time_first_is_decided_by_the_first_header(text, time_first):
+    assert wa._time_first(text) is time_first
 
 
 # --- hypothesis: any bytes either parse or raise IngestError ----------------------------------

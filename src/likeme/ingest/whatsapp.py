@@ -3,10 +3,13 @@
     27/03/2022, 21:41 - Dmitry S: Hello World                    Android, day first, 24h
     [3/27/22, 9:41:35\u202fPM] Dmitry S: \u200eimage omitted          iOS, month first, 12h
     [٢٧\u200f/٣\u200f/٢٠٢٢، ٩:٤١:٣٥\xa0م] Dmitry S: Hello             iOS in Arabic
+    [21:41:35, 3/27/22] Dmitry S: Hello World                        iOS, time before the date
 
 A message starts with a header (date, time, separator) at the start of a line; lines that do not
 start with one continue the message above. Which of day/month comes first is decided once for the
 whole file (see `_infer_orders`), never per line, so "01/02/23" means the same date everywhere.
+Whether the time comes before the date is decided once per file too (see `_time_first`): a file is
+cut with one header pattern or the other, so a pasted header of the other kind stays message text.
 
 Speed: the whole text is cut with one `re.split` on "\\n" + header (the regex engine jumps from
 newline to newline in C); dates are parsed once per distinct date string, times once per distinct
@@ -53,11 +56,23 @@ _HEADER_BODY = (
     + "(" + _TIME + r")\.?" + "(?:[_ \t\u00a0\u202f]*(" + _AMPM_AFTER + "))?" + _MARK
     + r"(?:\](?:" + _H + r"[-\u2013\u2014])?|" + _H + r"[-\u2013\u2014])" + _H
 )
+# Some iOS locales write the time first: `[14:56:01, 3/18/22] Name: msg`, `[9:05:12\u202fPM, 18/03/2022]`.
+# Groups: 1 time, 2 AM/PM marker after the time, 3 date. A file uses one form or the other
+# (`_time_first`), so each file is still cut by one pattern with no per-line cost.
+_HEADER_BODY_TF = (
+    _MARK + r"\[?" + _MARK + "(" + _TIME + r")\.?" + "(?:[_ \t\u00a0\u202f]*(" + _AMPM_AFTER + "))?" + _MARK
+    + r"(?:[,\u060c]" + _H + "*|" + _H + "+)" + _MARK + "(" + _DATE + ")" + _MARK + r"\.?"
+    + r"(?:\](?:" + _H + r"[-\u2013\u2014])?|" + _H + r"[-\u2013\u2014])" + _H
+)
 # Split on "\n" + header: starting with a literal lets the engine jump from newline to newline in C.
 _SPLIT = re.compile(r"\n" + _HEADER_BODY)
 _SPLIT_PLAIN = re.compile(r"\n" + _HEADER_BODY.replace(_MARK, ""))  # same, for files without marks: ~10% faster
 _HEADER_LINE = re.compile(_HEADER_BODY)
+_SPLIT_TF = re.compile(r"\n" + _HEADER_BODY_TF)
+_SPLIT_TF_PLAIN = re.compile(r"\n" + _HEADER_BODY_TF.replace(_MARK, ""))
+_HEADER_LINE_TF = re.compile(_HEADER_BODY_TF)
 _GROUPS = 3
+_PROBE = 1 << 16  # how far `_time_first` looks for the first header when the first line is none
 # signal-export writes `[2019-12-24, 12:23] Name: msg` (and `[2021-08-03 13:40:58]` in its chat.md):
 # a file whose headers all look like that is Signal's (signal.py, sniffed first), not ours.
 _SIGNAL_HEADER = re.compile(r"\[\d{4}-\d{2}-\d{2}(?:, \d{2}:\d{2}| \d{2}:\d{2}:\d{2})\] ")
@@ -282,9 +297,12 @@ def sniff(path: Path) -> bool:
     if not head:
         return False
     lines = [ln for ln in strip_invisible(head).splitlines() if ln.strip()][:40]
-    if not lines or not _HEADER_LINE.match(lines[0]):
+    if not lines:
         return False
-    headers = [ln for ln in lines if _HEADER_LINE.match(ln)]
+    header = _HEADER_LINE if _HEADER_LINE.match(lines[0]) else _HEADER_LINE_TF
+    if not header.match(lines[0]):
+        return False
+    headers = [ln for ln in lines if header.match(ln)]
     return not all(_SIGNAL_HEADER.match(ln) for ln in headers)
 
 
@@ -372,6 +390,23 @@ def _infer_orders(dates: list[str], us_clock: bool) -> dict[str, bool]:
     return orders
 
 
+def _time_first(text: str) -> bool:
+    """Whether the file's headers put the time before the date (`[14:56:01, 3/18/22] Name: msg`).
+
+    Decided by the first line, or else by which kind of header comes first in the file's first
+    64 KiB; a file with neither is date-first (and `parse` reports that it found no header).
+    Example: "[14:56:01, 3/18/22] Ana: hi\n" -> True; "[3/18/22, 14:56:01] Ana: hi\n" -> False
+    """
+    if _HEADER_LINE.match(text):
+        return False
+    if _HEADER_LINE_TF.match(text):
+        return True
+    date_first = _SPLIT.search(text, 0, _PROBE)
+    # A time-first header that starts before the first date-first one ends within 300 characters of it.
+    time_first = _SPLIT_TF.search(text, 0, date_first.start() + 300 if date_first else _PROBE)
+    return time_first is not None and (date_first is None or time_first.start() < date_first.start())
+
+
 def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
     """Messages of one WhatsApp export `.txt`, oldest first."""
     path = Path(path)
@@ -379,10 +414,17 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     has_marks = any(c in text for c in INVISIBLE)
-    # Every header after a newline splits the text; parts = [before, date, time, marker, rest, date, ...].
-    parts = (_SPLIT if has_marks else _SPLIT_PLAIN).split(text)
+    # Every header after a newline splits the text; parts = [before, date, time, marker, rest, date, ...]
+    # ([before, time, marker, date, rest, ...] when the file writes the time first).
+    if _time_first(text):
+        split = _SPLIT_TF if has_marks else _SPLIT_TF_PLAIN
+        header_line, date_at, time_at, marker_at = _HEADER_LINE_TF, 3, 1, 2
+    else:
+        split = _SPLIT if has_marks else _SPLIT_PLAIN
+        header_line, date_at, time_at, marker_at = _HEADER_LINE, 1, 2, 3
+    parts = split.split(text)
     stride = _GROUPS + 1
-    first = _HEADER_LINE.match(parts[0])  # the first line has no newline before it
+    first = header_line.match(parts[0])  # the first line has no newline before it
     if first:
         parts[0:1] = ["", *first.groups(), parts[0][first.end():]]
     if len(parts) == 1:
@@ -394,8 +436,8 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
     conversation = conversation_name(path)
 
     # Dates: parsed once per distinct string, after deciding the day/month order for the file.
-    date_strs = list(dict.fromkeys(parts[1::stride]))
-    markers = {m for m in parts[3::stride] if m}
+    date_strs = list(dict.fromkeys(parts[date_at::stride]))
+    markers = {m for m in parts[marker_at::stride] if m}
     us_clock = any(m in ("AM", "PM") for m in markers)
     orders = _infer_orders(date_strs, us_clock)
     dates: dict[str, tuple[int, int, int]] = {}
@@ -417,7 +459,7 @@ def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
     append = out.append
     last = datetime.min
     unsorted = False
-    columns = (parts[1::stride], parts[2::stride], parts[3::stride], parts[4::stride])
+    columns = (parts[date_at::stride], parts[time_at::stride], parts[marker_at::stride], parts[4::stride])
     # The loop makes only acyclic objects (Message, datetime, str), so the cyclic GC has nothing to
     # find; its passes over the growing list took ~40% of the loop (measured, 200k messages).
     gc_was_on = gc.isenabled()
