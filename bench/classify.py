@@ -101,8 +101,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+    from likeme.classifier import load_classifier
     from likeme.evaluate import classification_metrics
-    from likeme.recipes.classify import ClassifyConfig, load_classifier, read_table, train_classifier
+    from likeme.recipes.classify import ClassifyConfig, train_classifier
+    from likeme.tables import read_labelled as read_table
 
     about = machine()
     started = datetime.now()
@@ -162,7 +164,7 @@ def main(argv=None) -> int:
         print(f"likeme, {size}: {trained['train_examples']} trained on, {trained['val_examples']} validation "
               f"(val accuracy {trained.get('val_accuracy')}), max_length {trained['max_length']}, "
               f"{trained['epochs']} epochs (best {trained['best_epoch']}), cache pass {trained['cache_seconds']} s, "
-              f"epochs {trained['train_seconds']} s ({trained['examples_per_s']} texts/s)")
+              f"epochs {trained['seconds']} s ({trained['epochs'] * trained['train_examples'] / trained['seconds']:.1f} texts/s)")
     print(f"total {total_s / 60:.1f} min; {started:%Y-%m-%d %H:%M}; {about}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "likeme": dict(runs), "machine": about,

@@ -110,7 +110,7 @@ def likeme_run(base: Path, db: Path, out: Path, args) -> float:
     from likeme.recipes.voice import VoiceConfig, train_voice
 
     cfg = VoiceConfig(name="Ana", db=str(db), base=str(base), format="transcript", loss_on="all",
-                      method=args.method, lr=2e-4, batch_size=args.batch_size, block_size=args.block_size,
+                      trainable={"lora": "lora", "full": "all"}[args.method], lr=2e-4, batch_size=args.batch_size, block_size=args.block_size,
                       max_steps=args.steps, eval_every=10**9, heldout=0.05, out=str(out))
     train_voice(cfg, progress=False)
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,39 @@ def _isolated_home(tmp_path, monkeypatch):
     """No test touches the user's ~/.likeme."""
     monkeypatch.setenv("LIKEME_HOME", str(tmp_path / "likeme-home"))
     monkeypatch.delenv("LIKEME_DB", raising=False)
+
+
+# Tiny models: each built once per test session, copied into each test that asks for it (a test may
+# train from it, write beside it or damage it without touching the next test's copy).
+@pytest.fixture(scope="session")
+def _tiny_models(tmp_path_factory):
+    from tiny import save_tiny_bert, save_tiny_causal_lm, save_tiny_sentence_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {"lm": lambda: save_tiny_causal_lm(root / "lm"), "bert": lambda: save_tiny_bert(root / "bert"),
+            "st": lambda: save_tiny_sentence_model(root / "st")}, {}
+
+
+def _copy(_tiny_models, kind: str, tmp_path: Path) -> Path:
+    makers, built = _tiny_models
+    if kind not in built:
+        built[kind] = makers[kind]()
+    return Path(shutil.copytree(built[kind], tmp_path / f"tiny-{kind}"))
+
+
+@pytest.fixture
+def tiny_lm(_tiny_models, tmp_path) -> Path:
+    """The 2-layer Llama and its ChatML tokenizer (tiny.save_tiny_causal_lm), as a model folder."""
+    return _copy(_tiny_models, "lm", tmp_path)
+
+
+@pytest.fixture
+def tiny_bert(_tiny_models, tmp_path) -> Path:
+    """A 2-layer BERT with a WordPiece vocabulary of the classifier rows (tiny.save_tiny_bert)."""
+    return _copy(_tiny_models, "bert", tmp_path)
+
+
+@pytest.fixture
+def tiny_st(_tiny_models, tmp_path) -> Path:
+    """A 2-layer BERT with mean pooling as a sentence-transformers folder (tiny.save_tiny_sentence_model)."""
+    return _copy(_tiny_models, "st", tmp_path)

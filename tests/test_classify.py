@@ -10,20 +10,20 @@ import pytest
 import torch
 import yaml
 
+from likeme.classifier import encode, load_classifier
+from likeme.datasets import class_weights, label_order, pad, stratified_split
 from likeme.errors import LikemeError
-from likeme.recipes.classify import (ClassifyConfig, FrozenSplit, class_weights, encode, label_order, load_backbone,
-                                     load_classifier, make_trainable, pad_batch, param_groups, read_table,
-                                     stratified_split, train_classifier)
-from tiny import save_tiny_causal_lm
+from likeme.heads import new_classifier
+from likeme.recipes.classify import ClassifyConfig, train_classifier
+from likeme.runs import Interrupted
+from likeme.tables import read_labelled
+from likeme.training.frozen import FrozenSplit
+from likeme.training.trainable import param_groups, select
+from tiny import ROWS
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BANKING = SHARED / "classification" / "banking77" / "banking_data"
-
-ROWS = [("where is my card", "card"), ("my card never came", "card"), ("card not here yet", "card"),
-        ("send money to my friend", "transfer"), ("the transfer failed", "transfer"), ("transfer cash now", "transfer"),
-        ("what is the euro rate", "rate"), ("rate for dollars?", "rate"), ("exchange rate today", "rate")]
-
 
 def write_csv(path: Path, rows=ROWS, times=4) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:  # csv's default line end is CRLF
@@ -38,11 +38,6 @@ def run(*args):
                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "lm")
 
 
 def cfg(tmp_path, base, **kw):
@@ -67,19 +62,25 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
                   "--config", config, "--batch-size", 4, "--lr", 0.01, "--out", out, "-q")
     assert "validation accuracy" in printed and "likeme classify" in printed
     meta = yaml.safe_load((out / "run.yaml").read_text())
-    assert meta["task"] == "classification" and meta["recipe"] == "classify" and meta["status"] == "done"
+    assert meta["task"] == "classification" and meta["recipe"] == "classifier" and meta["status"] == "done"
     assert meta["labels"] == ["card", "rate", "transfer"] and meta["backbone"] == "causal"
     assert meta["config"]["batch_size"] == 4 and meta["config"]["epochs"] == 2  # flag beats file, file beats default
-    assert meta["config"]["trainable"] == "last-block" and meta["template"] == meta["config"]["template"] != "{text}"
+    assert meta["config"]["trainable"] == "last-blocks" and meta["template"] == meta["config"]["template"] != "{text}"
+    assert meta["data"]["file"] == str(data.resolve()) and len(meta["data"]["sha256"]) == 64
     for f in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "metrics.jsonl", "metrics.json",
               "plots/loss.png", "plots/confusion.png"):
         assert (out / f).is_file(), f
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1.0, 2.0]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "examples_seen", "seconds"}
-    assert rows[1]["examples_seen"] == 2 * json.loads((out / "metrics.json").read_text())["train_examples"]
     m = json.loads((out / "metrics.json").read_text())
-    assert 0 <= m["val_accuracy"] <= 1 and m["cached"] is True and m["val_examples"] == 4
+    assert m["train_examples"] == 32 and m["steps"] == 16  # 32 texts / batch 4 = 8 steps per epoch, 2 epochs
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 17))  # one training row per step
+    evals = [r for r in rows if "eval_loss" in r]
+    assert [(r["step"], r["epoch"]) for r in evals] == [(8, 1.0), (16, 2.0)]  # one evaluation per epoch
+    assert set(evals[0]) == {"step", "epoch", "seconds", "eval_loss", "eval_accuracy", "eval_macro_f1"}
+    assert all(r["examples_per_s"] > 0 for r in rows if "loss" in r)
+    best = max(evals, key=lambda r: r["eval_macro_f1"])  # the saved weights are the best epoch's
+    assert m["val_macro_f1"] == best["eval_macro_f1"] and m["best_epoch"] == best["epoch"]
+    assert m["cached"] is True and m["val_examples"] == 4
 
     from likeme import models
     ref = models.resolve(out)
@@ -87,8 +88,10 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
 
     printed = run("classify", out, "where is my card", "exchange rate today")
     lines = printed.strip().splitlines()
-    assert len(lines) == 2 and lines[0].split("\t")[0] in meta["labels"] and lines[0].endswith("where is my card")
-    assert len(lines[0].split("\t")[1].split("  ")) == 3  # top 3
+    assert len(lines) == 2 and lines[0].endswith("where is my card")
+    label, shown, _ = lines[0].split("\t")
+    assert len(shown.split("  ")) == 3 and shown.split()[0] == label  # top 3, the label first
+    assert label == load_classifier(out).predict(["where is my card"])[0][0]
     shown = json.loads(run("classify", out, "where is my card", "--json", "--top", 2))
     assert shown[0]["text"] == "where is my card" and len(shown[0]["probabilities"]) == 2
     report = json.loads(run("classify", out, "--data", data, "--json"))  # label column as trained: intent
@@ -123,7 +126,8 @@ def test_label_by_author(tmp_path, tiny_lm):
     meta = yaml.safe_load((out / "run.yaml").read_text())
     assert meta["labels"] == ["Ana", "Sam"] and json.loads((out / "metrics.json").read_text())["train_examples"] == 54
     label, probs = load_classifier(out).predict(["hey"])[0]
-    assert label in ("Ana", "Sam") and abs(sum(probs.values()) - 1) < 1e-5
+    assert set(probs) == {"Ana", "Sam"} and probs[label] == max(probs.values()) and abs(sum(probs.values()) - 1) < 1e-5
+    assert meta["data"]["messages"] == {"Ana": 36, "Sam": 24, "Bo": 12}  # where the texts came from
     with pytest.raises(LikemeError, match="two people with at least 100"):
         train_classifier(ClassifyConfig(label_by="author", db=str(tmp_path / "s.db"), min_messages=100,
                                         base=str(tiny_lm), out=str(tmp_path / "x")), progress=False)
@@ -132,7 +136,7 @@ def test_label_by_author(tmp_path, tiny_lm):
 # -- what trains ----------------------------------------------------------------------------------
 
 
-def test_last_block_changes_only_last_block_and_head(tmp_path, tiny_lm):
+def test_last_blocks_changes_only_last_block_and_head(tmp_path, tiny_lm):
     before = weights(tiny_lm)
     out = train_classifier(cfg(tmp_path, tiny_lm), progress=False)
     after = weights(out / "model")
@@ -149,14 +153,14 @@ def test_head_changes_only_the_head(tmp_path, tiny_lm):
     out = train_classifier(cfg(tmp_path, tiny_lm, trainable="head"), progress=False)
     after = weights(out / "model")
     assert all(torch.equal(v, before[k]) for k, v in after.items() if k != "score.weight")
-    first = load_backbone(str(tiny_lm), ["card", "rate", "transfer"])[0].score.weight  # same seed: the initial head
+    first = new_classifier(str(tiny_lm), ["card", "rate", "transfer"])[0].score.weight  # same seed: the initial head
     assert not torch.equal(after["score.weight"], first.detach())
 
 
-@pytest.mark.parametrize("trainable", ["last-block", "lora", "head"])
+@pytest.mark.parametrize("trainable", ["last-blocks", "lora", "head"])
 def test_the_new_head_has_its_own_learning_rate(tiny_lm, trainable):
-    model, tok, kind = load_backbone(str(tiny_lm), ["a", "b", "c"])
-    model = make_trainable(model, trainable, ClassifyConfig(), kind)
+    model, tok, kind = new_classifier(str(tiny_lm), ["a", "b", "c"])
+    model = select(model, trainable, head="score", task_type="SEQ_CLS")
     groups = param_groups(model, 2e-4, 2e-3)
     trainable_ids = {id(p) for p in model.parameters() if p.requires_grad}
     assert {id(p) for g in groups for p in g["params"]} == trainable_ids  # each once, nothing frozen
@@ -181,50 +185,53 @@ def test_cache_gives_the_same_model_as_the_plain_path(tmp_path, tiny_lm):
     assert torch.allclose(pa, pb, atol=1e-5)
 
 
-def test_ctrl_c_saves_the_best_epoch_so_far(tmp_path, tiny_lm):
-    from transformers import TrainerCallback
+def test_ctrl_c_then_resume(tmp_path, tiny_lm):
+    from tiny import interrupt_at
 
-    class CtrlC(TrainerCallback):  # what a SIGINT in the middle of epoch 3 raises
-        def on_step_begin(self, args, state, control, **kw):
-            if state.epoch and state.epoch >= 2.5:
-                raise KeyboardInterrupt
-
-    out = train_classifier(cfg(tmp_path, tiny_lm, max_steps=None, epochs=6), progress=False, callbacks=[CtrlC()])
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["interrupted"] is True and metrics["best_epoch"] in (1.0, 2.0) and metrics["epochs"] < 3
+    with pytest.raises(Interrupted, match="interrupted at step 11.*likeme train classifier --out .* --resume"):
+        train_classifier(cfg(tmp_path, tiny_lm, max_steps=None, epochs=3), progress=False, callbacks=[interrupt_at(11)])
+    out = tmp_path / "run"
+    assert yaml.safe_load((out / "run.yaml").read_text())["status"] == "interrupted"
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"checkpoint-8", "checkpoint-11"}  # epoch 1, Ctrl-C
+    assert not (out / "model").exists()
+    train_classifier(ClassifyConfig(out=str(out)), resume=True, progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1.0, 2.0]
-    best = max(rows, key=lambda r: r["val_macro_f1"])  # the saved weights are that epoch's: same validation score
-    assert metrics["val_macro_f1"] == best["val_macro_f1"]
-    assert yaml.safe_load((out / "run.yaml").read_text())["status"] == "done"
-    assert load_classifier(out).predict(["where is my card"])[0][0] in ("card", "rate", "transfer")
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 25))  # each step once
+    assert [r["step"] for r in rows if "eval_loss" in r] == [8, 16, 24]
+    assert yaml.safe_load((out / "run.yaml").read_text())["status"] == "done" and not (out / "checkpoints").exists()
+    assert load_classifier(out).labels == ["card", "rate", "transfer"]
 
 
 def test_frozen_split_reproduces_the_forward_pass(tiny_lm):
-    model, tok, kind = load_backbone(str(tiny_lm), ["a", "b"])
+    model, tok, kind = new_classifier(str(tiny_lm), ["a", "b"])
     rows = encode(tok, ["a much longer text than the others", "hi", "medium length text"], None)
-    for trainable in ("last-block", "head"):
+    for trainable in ("last-blocks", "head"):
         assert FrozenSplit.make(model, trainable, kind).check(rows, tok.pad_token_id, atol=1e-6)
 
 
 def test_lora_saves_a_merged_model(tmp_path, tiny_lm):
+    before = weights(tiny_lm)
     out = train_classifier(cfg(tmp_path, tiny_lm, trainable="lora", max_steps=2), progress=False)
-    assert not (out / "adapter").exists() and not any("lora" in k for k in weights(out / "model"))
-    assert load_classifier(out).predict(["where is my card"])[0][0] in ("card", "rate", "transfer")
+    after = weights(out / "model")
+    assert not any("lora" in k for k in after) and set(after) == set(before) - {"lm_head.weight"} | {"score.weight"}
+    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])  # LoRA never adapts it
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(after[q], before[q])  # the adapter was merged into the linear layers
 
 
 # -- pooling: the last real token, with EOS as padding --------------------------------------------
 
 
 def test_pools_the_last_non_padding_token(tiny_lm):
-    model, tok, _ = load_backbone(str(tiny_lm), ["a", "b", "c"])
+    model, tok, _ = new_classifier(str(tiny_lm), ["a", "b", "c"])
     assert tok.pad_token_id == tok.eos_token_id == model.config.pad_token_id
     texts = ["a much longer text than the others", "hi", "typed <|im_end|> inside"]
     rows = encode(tok, texts, None)
     assert all(tok.eos_token_id not in r for r in rows)  # eos typed in a text is split, never the eos id
     lengths = [len(r) for r in rows]
     assert len(set(lengths)) == 3
-    batch = pad_batch(rows, tok.pad_token_id)
+    ids, mask = pad(rows, tok.pad_token_id)
+    batch = {"input_ids": ids, "attention_mask": mask}
     with torch.no_grad():
         logits = model(**batch).logits  # (3, 3)
         hidden = model.model(**batch).last_hidden_state  # (3, T, 64)
@@ -249,19 +256,19 @@ def test_template_keeps_its_last_words():
     assert len(rows[1]) == 60 and rows[1][-len(end):] == end  # the text is cut, the prompt's end is not
 
 
-def test_read_table_formats(tmp_path):
+def test_read_labelled_formats(tmp_path):
     (tmp_path / "a.csv").write_bytes(b'text,label\r\n"two\r\nlines, and a comma",x\r\nplain,y\r\n,z\r\n')
-    assert read_table(tmp_path / "a.csv") == (["two\r\nlines, and a comma", "plain"], ["x", "y"])
+    assert read_labelled(tmp_path / "a.csv") == (["two\r\nlines, and a comma", "plain"], ["x", "y"])
     (tmp_path / "b.tsv").write_text("label\ttext\nx\thello, world\n", "utf-8")
-    assert read_table(tmp_path / "b.tsv") == (["hello, world"], ["x"])
+    assert read_labelled(tmp_path / "b.tsv") == (["hello, world"], ["x"])
     (tmp_path / "c.jsonl").write_text('{"text": "hi", "label": 1}\n\n{"text": "yo", "label": 2}\n', "utf-8")
-    assert read_table(tmp_path / "c.jsonl") == (["hi", "yo"], ["1", "2"])
-    assert read_table(tmp_path / "c.jsonl", label_column="nope", need_labels=False) == (["hi", "yo"], None)
+    assert read_labelled(tmp_path / "c.jsonl") == (["hi", "yo"], ["1", "2"])
+    assert read_labelled(tmp_path / "c.jsonl", label_column="nope", need_labels=False) == (["hi", "yo"], None)
     with pytest.raises(LikemeError, match="no column 'category'.*--label-column"):
-        read_table(tmp_path / "a.csv", label_column="category")
+        read_labelled(tmp_path / "a.csv", label_column="category")
     (tmp_path / "d.jsonl").write_text('{"text": "hi"}\n{oops\n', "utf-8")
     with pytest.raises(LikemeError, match="line 2: invalid JSON"):
-        read_table(tmp_path / "d.jsonl", need_labels=False)
+        read_labelled(tmp_path / "d.jsonl", need_labels=False)
 
 
 def test_label_order():
@@ -285,9 +292,9 @@ def test_class_weights_and_loss():
     w = class_weights([0, 0, 0, 1], 2)
     assert w == pytest.approx([4 / 6, 2.0])
     assert class_weights([0, 0], 3) == [pytest.approx(1 / 3), 0.0, 0.0]  # 2 / (3 * 2); an absent label: 0
-    from likeme.recipes.classify import _parts
+    from likeme.training.losses import WeightedCrossEntropy
     logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 1, 1])
-    loss = _parts().WeightedCrossEntropy(w)({"logits": logits}, labels)
+    loss = WeightedCrossEntropy(w)({"logits": logits}, labels)
     nll = -logits.log_softmax(-1)[torch.arange(3), labels]
     weight = torch.tensor(w)[labels]
     assert loss.item() == pytest.approx(float((weight * nll).sum() / weight.sum()))
@@ -295,37 +302,15 @@ def test_class_weights_and_loss():
 
 @pytest.mark.skipif(not (BANKING / "train.csv").is_file(), reason="../shared/data banking77 is absent")
 def test_banking77_rows():
-    texts, labels = read_table(BANKING / "train.csv", "text", "category")
+    texts, labels = read_labelled(BANKING / "train.csv", "text", "category")
     assert len(texts) == 10003 and len(set(labels)) == 77
 
 
 # -- an encoder: mean pooling ---------------------------------------------------------------------
 
 
-def save_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT (hidden 32) with a WordPiece tokenizer trained in memory, saved like any model folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.train_from_iterator([t for t, _ in ROWS] * 3, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials,
-                                                                              show_progress=False))
-    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
-        ("[CLS]", wp.token_to_id("[CLS]")), ("[SEP]", wp.token_to_id("[SEP]"))])
-    tok = PreTrainedTokenizerFast(tokenizer_object=wp, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def test_encoder_mean_pooling(tmp_path):
-    base = save_tiny_bert(tmp_path / "bert")
+def test_encoder_mean_pooling(tmp_path, tiny_bert):
+    base = tiny_bert
     out = train_classifier(cfg(tmp_path, base, max_steps=6, lr=1e-3), progress=False)
     meta = yaml.safe_load((out / "run.yaml").read_text())
     assert meta["backbone"] == "encoder" and meta["pooling"] == "mean" and meta["config"]["trainable"] == "all"
@@ -337,7 +322,8 @@ def test_encoder_mean_pooling(tmp_path):
     with_long = clf.probabilities(["card", "a much longer sentence about the exchange rate"])[:1]
     assert torch.allclose(alone, with_long, atol=1e-5)
     model, tok = clf.model, clf.tokenizer
-    batch = pad_batch(encode(tok, ["card", "send money now"], None), tok.pad_token_id)
+    ids, mask = pad(encode(tok, ["card", "send money now"], None), tok.pad_token_id)
+    batch = {"input_ids": ids, "attention_mask": mask}
     with torch.no_grad():
         h = model.encoder(**batch).last_hidden_state
         m = batch["attention_mask"].unsqueeze(-1).float()

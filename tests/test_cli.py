@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,18 +26,17 @@ def db(tmp_path):
     return tmp_path / "store.db"
 
 
-def test_help_is_fast():
-    best = min(_timed([LIKEME, "--help"]) for _ in range(3))
-    assert best < 1.0, f"likeme --help took {best:.2f}s"
+def test_help_lists_the_commands_and_loads_no_heavy_library():
+    """`likeme --help` stays instant because the CLI imports no ML library to build itself (its start-up
+    time is measured by bench/startup.py, not here)."""
     out = run("--help").stdout
-    for cmd in ("ingest", "people", "messages", "forget", "formats"):
+    for cmd in ("ingest", "people", "messages", "forget", "formats", "train", "chat", "classify", "search", "eval"):
         assert cmd in out
-
-
-def _timed(cmd):
-    t = time.perf_counter()
-    subprocess.run(cmd, capture_output=True, check=True)
-    return time.perf_counter() - t
+    code = ("import sys, likeme.cli; likeme.cli.cli(['train', 'voice', '--help'], standalone_mode=False); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'sentence_transformers', 'sklearn', "
+            "'numpy', 'yaml') if m in sys.modules))")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.strip().splitlines()[-1] == "[]"
 
 
 def test_ingest_people_messages(db):

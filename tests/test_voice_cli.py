@@ -40,13 +40,13 @@ def test_ingest_train_chat_eval(tmp_path):
     meta = yaml.safe_load((out / "run.yaml").read_text())
     assert meta["config"]["max_steps"] == 3 and meta["config"]["batch_size"] == 4  # flag beats file
     assert meta["partner"] == "Sam"
-    for f in ("adapter/adapter_model.safetensors", "tokenizer.json", "metrics.jsonl", "metrics.json",
+    for f in ("model/adapter_model.safetensors", "model/tokenizer.json", "metrics.jsonl", "metrics.json",
               "plots/loss.png"):
         assert (out / f).is_file(), f
     reply = run("chat", out, "--message", "plans?", "--seed", 1, "--max-new-tokens", 8)
     assert "<|im" not in reply
     result = json.loads(run("eval", out, "--data", later, "--as", "Ana", "--json"))
-    assert result["replies"] == 8 and result["ppl"] > 1 and result["base_ppl"] > 1
+    assert result["replies"] == 8 and result["ppl"] != result["base_ppl"]  # 4 sessions x 2 replies of Ana
     assert "replies by Ana: perplexity" in run("eval", out, "--data", later, "--as", "Ana")
 
 

@@ -1,4 +1,5 @@
-"""Tiny real models for tests: a ChatML byte-level BPE tokenizer and a 2-layer Llama, built in memory.
+"""Tiny real models for tests: a ChatML byte-level BPE tokenizer and a 2-layer Llama, a 2-layer BERT
+(plain, and as a sentence-transformers folder), built in memory; conftest.py builds each once per session.
 
 A plain module (not a conftest) so any test can import it: `from tiny import save_tiny_causal_lm`.
 Everything here is deterministic and takes well under a second on a laptop CPU.
@@ -224,3 +225,97 @@ def whatsapp_export(path: str | Path, sessions: int, start, turns, minutes: int 
         t += timedelta(days=1)
     Path(path).write_text("\n".join(lines) + "\n", "utf-8")
     return Path(path)
+
+
+# Labelled texts (three intents) and the BERT whose vocabulary is trained on them.
+ROWS = [("where is my card", "card"), ("my card never came", "card"), ("card not here yet", "card"),
+        ("send money to my friend", "transfer"), ("the transfer failed", "transfer"), ("transfer cash now", "transfer"),
+        ("what is the euro rate", "rate"), ("rate for dollars?", "rate"), ("exchange rate today", "rate")]
+
+
+def save_tiny_bert(folder: Path) -> Path:
+    """A 2-layer BERT (hidden 32) with a WordPiece tokenizer trained in memory, saved like any model folder."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.train_from_iterator([t for t, _ in ROWS] * 3, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials,
+                                                                              show_progress=False))
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
+        ("[CLS]", wp.token_to_id("[CLS]")), ("[SEP]", wp.token_to_id("[SEP]"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=wp, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+LINES = {  # three people with three habits: Ana lower case, no full stop; Sam asks; Bo SHOUTS
+    "Ana": ["pizza tonight obviously", "i guess so", "see you there then", "always lol", "sure thing",
+            "no idea tbh", "running late sorry", "love that"],
+    "Sam": ["Plans for tonight?", "Who is coming?", "Are you sure about that?", "What time works?",
+            "Should we book a table?", "Did you see the game?"],
+    "Bo": ["YES. COUNT ME IN.", "NO WAY.", "BRING SNACKS.", "I AM ON MY WAY.", "GREAT IDEA."],
+}
+
+
+def whatsapp_chat(path: Path, sessions: int, start, seed: int = 0) -> Path:
+    """One session a day, 6 messages each, every person writing in their habit (LINES)."""
+    import random
+
+    rng = random.Random(seed)
+    return whatsapp_export(path, sessions, start,
+                           lambda s: [(who, rng.choice(LINES[who])) for who in ("Sam", "Ana", "Bo", "Ana", "Sam", "Ana")])
+
+
+def save_tiny_sentence_model(folder: Path) -> Path:
+    """A 2-layer, 32-dim BERT with mean pooling and a cased WordPiece vocabulary, saved as a
+    sentence-transformers folder (modules.json, config.json, model.safetensors, tokenizer)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=False)  # cased: SHOUTING stays visible
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.decoder = decoders.WordPiece()
+    wp.train_from_iterator([t for texts in LINES.values() for t in texts] * 3,
+                           trainers.WordPieceTrainer(vocab_size=300, special_tokens=special, show_progress=False))
+    cls, sep = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                      special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=64))
+    hf = folder / "hf"
+    bert.save_pretrained(hf)
+    tok.save_pretrained(hf)
+    transformer = Transformer(str(hf), max_seq_length=64)
+    SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu").save(str(folder / "st"))
+    return folder / "st"
+
+
+def interrupt_at(step: int):
+    """A Trainer callback that sends this process a real SIGINT as step `step` begins, as Ctrl-C would."""
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    class InterruptAt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == step - 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return InterruptAt()

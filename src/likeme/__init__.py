@@ -11,9 +11,10 @@ __all__ = ["IngestError", "LikemeError", "UnknownFormatError", "__version__", "l
 
 
 def __getattr__(name: str):
-    """`likeme.load` imports `likeme.generate` on first use only (PEP 562), keeping `import likeme` light."""
+    """`likeme.load` (any run: a Voice, a Classifier or an Embedder) is imported on first use only
+    (PEP 562), keeping `import likeme` light."""
     if name == "load":
-        from likeme.generate import load
+        from likeme.inference import load
 
         return load
     raise AttributeError(f"module 'likeme' has no attribute {name!r}")

@@ -420,34 +420,35 @@ def train():
 
 
 def train_command(name: str, config_cls):
-    """A `likeme train NAME` command whose flags are config_cls's fields, plus --config YAML and -q."""
+    """A `likeme train NAME` command whose flags are config_cls's fields, plus --config YAML, --resume and -q."""
     def wrap(fn):
         fn = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(fn)
+        fn = click.option("--resume", is_flag=True,
+                          help="Continue an unfinished run (--out RUN) from its latest checkpoint.")(fn)
         fn = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
                           help="YAML file of settings (flags given here win).")(fn)
         return train.command(name)(click_options(config_cls)(fn))
     return wrap
 
 
-def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, **kwargs):
+def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resume: bool):
     """The config from YAML and flags, the recipe run with a progress bar on a terminal; returns
-    (config, run folder, its metrics.json)."""
+    (config, run folder, its metrics.json). Ctrl-C stops after the current step with a checkpoint."""
     from likeme.config import from_sources
 
     cfg = from_sources(config_cls, config_file, flags)
-    run = train_fn(cfg, progress=not quiet and sys.stderr.isatty(), **kwargs)
+    run = train_fn(cfg, progress=not quiet and sys.stderr.isatty(), resume=resume)
     return cfg, run, json.loads((run / "metrics.json").read_text("utf-8"))
 
 
 @train_command("voice", VoiceConfig)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run (--out RUN).")
 def train_voice_cmd(config_file, resume, quiet, **flags):
     """Write like me: fine-tune a causal LM on NAME's replies in the store.
 
     Ctrl-C stops after the current step and keeps a checkpoint that --resume continues from."""
     from likeme.recipes.voice import train_voice
 
-    cfg, run, m = run_recipe(VoiceConfig, train_voice, config_file, flags, quiet, resume=resume)
+    cfg, run, m = run_recipe(VoiceConfig, train_voice, config_file, flags, quiet, resume)
     click.echo(f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
                f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps")
     click.echo(f"Talk to it: likeme chat {run}")
@@ -471,25 +472,10 @@ def eval_cmd(run, data, name, format_, me, text_column, label_column, as_json):
     classifier: accuracy and macro-F1 on a labelled file
     embedder:   triplet accuracy and score ROC-AUC for NAME, run and base model"""
     from likeme import evaluate
-    from likeme.models import resolve
 
-    task = resolve(run).task
-    if task == "classification":
-        r = evaluate.eval_classifier(run, data, text_column=text_column, label_column=label_column)
-        summary = f"accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}"
-    else:
-        if not name:
-            raise click.UsageError("say whose messages to score: --as NAME")
-        if task == "sentence-embedding":
-            r = evaluate.eval_embedder(run, data, name, format=format_, me=me)
-            summary = (f"{name}: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), "
-                       f"score AUC {r['auc']:.3f} (base {r['base_auc']:.3f})")
-        else:
-            r = evaluate.eval_voice(run, data, name, format=format_, me=me)
-            drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
-            summary = (f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} "
-                       f"(base {r['base_ppl']:.2f}, {drop:.0f}% lower)")
-    click.echo(json.dumps(r) if as_json else summary)
+    recipe, r = evaluate.evaluate(run, data, name=name, format=format_, me=me, text_column=text_column,
+                                  label_column=label_column)
+    click.echo(json.dumps(r) if as_json else evaluate.summary(recipe, r, name))
 
 
 @cli.command()
@@ -509,19 +495,19 @@ def models(as_json):
         click.echo(f"{r.name:<28} {r.kind:<8} {r.task:<19} {size:>10}  {r.note}{state}")
 
 
-# -- match my vibe: style embeddings (likeme.recipes.embed, likeme.index) ----------------------
+# -- match my vibe: style embeddings (likeme.recipes.embed, likeme.embedder, likeme.index) -----
 from likeme.recipes.embed import EmbedConfig  # noqa: E402  (the config only; torch loads on use)
 
 
 @train_command("embedder", EmbedConfig)
-def train_embedder_cmd(config_file, quiet, **flags):
+def train_embedder_cmd(config_file, resume, quiet, **flags):
     """Match my vibe: fine-tune sentence embeddings so NAME's messages lie close together.
 
     Triplets from the store: anchor and positive by NAME, negative by someone else in the same
     session. Saves a likeness score for `likeme score` and a model for `likeme search`."""
     from likeme.recipes.embed import train_embedder
 
-    _, run, m = run_recipe(EmbedConfig, train_embedder, config_file, flags, quiet)
+    _, run, m = run_recipe(EmbedConfig, train_embedder, config_file, flags, quiet, resume)
     if "triplet_accuracy" in m:
         click.echo(f"{run}: held-out triplet accuracy {m['base_triplet_accuracy']} (base) -> "
                    f"{m['triplet_accuracy']} after {m['steps']} steps")
@@ -540,7 +526,7 @@ def score(run, texts, as_json):
     \b
     likeme score robin-embedder "sure, see you there" "Can you help me?"
     """
-    from likeme.recipes.embed import load_scorer
+    from likeme.embedder import load_scorer
 
     texts = list(texts) or [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
@@ -587,12 +573,12 @@ def index_cmd(run, db):
     click.echo(f"{r.path}: {r.total} messages indexed ({r.added} added, {r.dropped} dropped)")
 
 
-# -- decide like me: sequence classification (likeme.recipes.classify) ------------------------
+# -- decide like me: sequence classification (likeme.recipes.classify, likeme.classifier) -----
 from likeme.recipes.classify import ClassifyConfig  # noqa: E402  (the config only; torch loads on use)
 
 
 @train_command("classifier", ClassifyConfig)
-def train_classifier_cmd(config_file, quiet, **flags):
+def train_classifier_cmd(config_file, resume, quiet, **flags):
     """Decide like me: learn labels from labelled texts (--data FILE) or who wrote a message (--label-by author).
 
     \b
@@ -601,9 +587,7 @@ def train_classifier_cmd(config_file, quiet, **flags):
     likeme train classifier --data intents.jsonl --base minilm"""
     from likeme.recipes.classify import train_classifier
 
-    _, run, m = run_recipe(ClassifyConfig, train_classifier, config_file, flags, quiet)
-    if m.get("interrupted"):
-        click.echo(f"Stopped by Ctrl-C after {m['epochs']} epochs: the best epoch so far ({m['best_epoch']}) was saved.")
+    _, run, m = run_recipe(ClassifyConfig, train_classifier, config_file, flags, quiet, resume)
     if "val_accuracy" in m:
         click.echo(f"{run}: validation accuracy {m['val_accuracy']:.4f}, macro-F1 {m['val_macro_f1']:.4f} on "
                    f"{m['val_examples']} texts ({m['labels']} labels, best epoch {m['best_epoch']})")
@@ -628,7 +612,8 @@ def classify(run, texts, data, text_column, label_column, top, as_json):
     likeme classify banking77 "my card has not arrived" "how do I top up?"
     likeme classify banking77 --data test.csv --json     # accuracy, macro-F1, per label, confusion
     """
-    from likeme.recipes.classify import load_classifier, read_table
+    from likeme.classifier import load_classifier
+    from likeme.tables import read_labelled
 
     if data and texts:
         raise LikemeError("give texts or --data FILE, not both")
@@ -636,11 +621,11 @@ def classify(run, texts, data, text_column, label_column, top, as_json):
         clf = load_classifier(run)
         text_column = text_column or clf.meta.get("text_column") or "text"
         label_column = label_column or clf.meta.get("label_column") or "label"
-        texts, labels = read_table(data, text_column, label_column, need_labels=False)
-        if labels is not None:
-            from likeme.evaluate import classification_metrics
+        texts, labels = read_labelled(data, text_column, label_column, need_labels=False)
+        if labels is not None:  # a labelled file: score the run on it
+            from likeme.evaluate import eval_classifier
 
-            r = classification_metrics(labels, [label for label, _ in clf.predict(texts)], clf.labels)
+            r = eval_classifier(clf, data, text_column=text_column, label_column=label_column)
             click.echo(json.dumps(r, ensure_ascii=False) if as_json else _classification_report(r))
             return
     else:
@@ -678,6 +663,8 @@ def main():
     import os
     import warnings
 
+    from likeme.runs import Interrupted
+
     # Library chatter is not for our users: weight-loading bars and deprecation notices of the
     # libraries we call. Our own progress bars and messages are unaffected.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -692,6 +679,9 @@ def main():
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except Interrupted as e:
+        click.echo(f"Stopped: {e}", err=True)
+        sys.exit(130)
     except LikemeError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)

@@ -237,8 +237,25 @@ def _check_size(name: str, data: VoiceData, need_heldout: bool, min_replies: int
         raise LikemeError(f"no held-out session with a reply by {name}: ingest chats spanning more sessions")
 
 
+def pad(rows: list[list[int]], pad_id: int, fill=None) -> tuple:
+    """Right-pad lists of ids into a (B, T) tensor and its attention mask; `fill` pads with another value.
+
+    Example (pad_id=2): [[5, 6, 7], [8]] -> ids [[5, 6, 7], [8, 2, 2]], mask [[1, 1, 1], [1, 0, 0]]
+    """
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id if fill is None else fill, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def collate(batch: list[dict], pad_id: int) -> dict:
-    """Right-pad a list of examples into tensors: input_ids with `pad_id`, labels with -100.
+    """Examples -> a batch, padded on the right: input_ids with `pad_id`, attention_mask; labels per token
+    (a list, padded with -100: language modelling) or one per example (an int: classification).
 
     Example (pad_id=0): [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
       -> input_ids [[5, 6, 7], [8, 0, 0]], labels [[-100, 6, 7], [8, -100, -100]],
@@ -246,16 +263,90 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     """
     import torch
 
-    width = max(len(b["input_ids"]) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (B, T)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)  # (B, T)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, T)
-    for i, b in enumerate(batch):
-        n = len(b["input_ids"])
-        ids[i, :n] = torch.tensor(b["input_ids"])
-        labels[i, :n] = torch.tensor(b["labels"])
-        mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    ids, mask = pad([b["input_ids"] for b in batch], pad_id)
+    out = {"input_ids": ids, "attention_mask": mask}
+    if "labels" in batch[0]:
+        labels = [b["labels"] for b in batch]
+        out["labels"] = pad(labels, pad_id, fill=IGNORE)[0] if isinstance(labels[0], list) \
+            else torch.tensor(labels, dtype=torch.long)  # (B, T) or (B,)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelled texts: the order of the labels, a stratified split, weights per label
+
+
+def label_order(labels: list[str]) -> list[str]:
+    """The labels, each once, in a stable order: numbers by value, then names alphabetically.
+
+    Example: ["b", "10", "a", "2", "b"] -> ["2", "10", "a", "b"]
+    """
+    def key(s: str):
+        try:
+            return (0, float(s), s)
+        except ValueError:
+            return (1, 0.0, s)
+    return sorted(set(labels), key=key)
+
+
+def stratified_split(labels: list, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices (train, validation): each label in the same share in both (sklearn's
+    `train_test_split(stratify=...)`), and every label kept in train.
+
+    A label with one example cannot be split: it goes to train. When the validation share is too small to
+    hold every label once, the split is random, then any label that landed wholly in validation gets one
+    example back.
+    Example: labels a x4, b x4, c x1, fraction 0.5 -> train {2 a, 2 b, c}, validation {2 a, 2 b}
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = len(labels)
+    if fraction <= 0 or n < 2:
+        return list(range(n)), []
+    counts = Counter(labels)
+    single = [i for i, y in enumerate(labels) if counts[y] == 1]
+    multi = [i for i, y in enumerate(labels) if counts[y] > 1]
+    n_val = max(1, round(fraction * n))
+    if len(multi) < 2 or n_val >= len(multi):
+        return list(range(n)), []
+    try:
+        train, val = train_test_split(multi, test_size=n_val, stratify=[labels[i] for i in multi], random_state=seed)
+    except ValueError:  # fewer validation places than labels: sklearn cannot stratify
+        train, val = train_test_split(multi, test_size=n_val, random_state=seed)
+        in_train = {labels[i] for i in train}
+        for i in list(val):
+            if labels[i] not in in_train:
+                val.remove(i)
+                train.append(i)
+                in_train.add(labels[i])
+    return sorted(train + single), sorted(val)
+
+
+def class_weights(y: list[int], n_classes: int) -> list[float]:
+    """Per-label loss weights n / (k * count) (scikit-learn's "balanced"): each label's examples weigh
+    as much in total as any other label's. A label absent from `y` gets weight 0.
+
+    Example: y = [0, 0, 0, 1] (n=4, k=2) -> [4 / (2*3), 4 / (2*1)] = [0.667, 2.0]
+    """
+    counts = Counter(y)
+    return [len(y) / (n_classes * counts[c]) if counts[c] else 0.0 for c in range(n_classes)]
+
+
+def length_batches(rows: list[tuple], size: int, rng: random.Random, window: int = 16) -> list[list[tuple]]:
+    """Batches of rows of similar length, in random order: rows are sorted by their longest text within
+    windows of `window` batches. A batch pads to its longest text, and chat lengths vary a lot (one long
+    message in 32 costs the other 31 its padding). Only the very last batch may be short, so the batches
+    can be read back from their concatenation in steps of `size`.
+
+    Example (size 2, one window): rows of lengths 1, 9, 2, 8 -> batches [[1, 2], [8, 9]] in random order.
+    """
+    out = []
+    for i in range(0, len(rows), size * window):
+        chunk = sorted(rows[i: i + size * window], key=lambda r: max(len(t) for t in r))
+        out += [chunk[j: j + size] for j in range(0, len(chunk), size)]
+    short = [out.pop()] if out and len(out[-1]) < size else []
+    rng.shuffle(out)
+    return out + short
 
 
 # ---------------------------------------------------------------------------------------------

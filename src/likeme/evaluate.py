@@ -1,11 +1,18 @@
-"""Measuring how "like NAME" a model is: perplexity of NAME's replies, exact over tokens.
+"""Measuring a run on data it never saw: `evaluate(run, data)` routes by the run's recipe.
+
+    voice       perplexity of NAME's replies in an export, run and base model   (eval_voice)
+    classifier  accuracy, macro-F1, per label, confusion on a labelled file     (eval_classifier)
+    embedder    triplet accuracy and likeness-score AUC for NAME, run and base  (eval_embedder)
 
     >>> perplexity(model, examples, pad_id=tok.pad_token_id)   # examples: [{"input_ids", "labels"}]
     23.4
+
+Uses runs through the inference modules only (generate, classifier, embedder): no training code.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 
 def perplexity(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> float:
@@ -46,34 +53,49 @@ def eval_voice(run, data, name: str, *, format: str | None = None, me: str | Non
 
     Example: eval_voice("runs/robin", "later.txt", "Robin") -> {"ppl": 38.2, "base_ppl": 410.7, "replies": 406}
     """
-    import tempfile
     from datetime import timedelta
-    from pathlib import Path
 
-    from likeme import datasets, models
-    from likeme.errors import LikemeError
-    from likeme.store import Store
+    from likeme import datasets, models, runs
 
-    ref = models.resolve(run)
-    if ref.kind != "run":
-        raise LikemeError(f"{run} is not a likeme run folder (no run.yaml): pass the folder `likeme train voice` wrote")
-    meta = models.read_run_meta(ref.path)
+    ref, meta = _run(run, "voice")
     cfg = meta.get("config") or {}
     model, tok = models.load_causal_lm(ref)
-    with tempfile.TemporaryDirectory(prefix="likeme-eval-") as tmp:
-        with Store(Path(tmp) / "eval.db") as store:
-            store.ingest_path(data, format, **({"me": me} if me else {}))
-            examples = datasets.persona_dataset(
-                store, name, tok, context_turns=cfg.get("context_turns", 8), max_length=cfg.get("block_size", 512),
-                heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
+    with _temporary_store(data, format, me) as store:
+        examples = datasets.persona_dataset(
+            store, name, tok, context_turns=cfg.get("context_turns", 8), max_length=cfg.get("block_size", 512),
+            heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
     batch = cfg.get("batch_size", 8)
     ppl = perplexity(model, examples, tok.pad_token_id, batch)
     del model
-    base_name = str(meta.get("base", ""))
-    local = ref.path / base_name
-    base_model, _ = models.load_causal_lm(str(local) if base_name and local.exists() else base_name)
-    base_ppl = perplexity(base_model, examples, tok.pad_token_id, batch)
+    base = runs.base_of(ref.path, meta)
+    base_ppl = perplexity(models.load_causal_lm(base)[0], examples, tok.pad_token_id, batch) if base else float("nan")
     return {"ppl": round(ppl, 4), "base_ppl": round(base_ppl, 4), "replies": len(examples)}
+
+
+def _run(run, recipe: str):
+    """(ModelRef, run.yaml) of a run made by `recipe`, or a one-line error."""
+    from likeme import models, runs
+    from likeme.errors import LikemeError
+
+    ref = models.resolve(run)
+    meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
+    if meta.get("recipe") != recipe:
+        raise LikemeError(f"{run} is not a {recipe} run: pass the folder `likeme train {recipe}` wrote")
+    return ref, meta
+
+
+@contextmanager
+def _temporary_store(data, format: str | None, me: str | None):
+    """The export ingested into a store of its own, deleted afterwards (the user's store is left alone)."""
+    import tempfile
+    from pathlib import Path
+
+    from likeme.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="likeme-eval-") as tmp:
+        with Store(Path(tmp) / "eval.db") as store:
+            store.ingest_path(data, format, **({"me": me} if me else {}))
+            yield store
 
 
 def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | None = None) -> dict:
@@ -100,31 +122,20 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
       (the demo chat: the base's calibration, fitted on its trivia-only last sessions, reads its
       feature backwards on the later file; the feature itself ranks at 0.87)
     """
-    import json
     import random
-    import tempfile
     from datetime import timedelta
-    from pathlib import Path
 
-    from likeme import datasets, models
+    from likeme import datasets, embedder
     from likeme.errors import LikemeError
-    from likeme.recipes import embed
-    from likeme.store import Store
 
-    ref = models.resolve(run)
-    if ref.kind != "run" or ref.task != "sentence-embedding":
-        raise LikemeError(f"{run} is not an embedder run: pass the folder `likeme train embedder` wrote")
-    meta = models.read_run_meta(ref.path)
+    ref, meta = _run(run, "embedder")
     cfg = meta.get("config") or {}
-    with tempfile.TemporaryDirectory(prefix="likeme-eval-") as tmp:
-        with Store(Path(tmp) / "eval.db") as store:
-            store.ingest_path(data, format, **({"me": me} if me else {}))
-            sessions = datasets.store_sessions(store, name, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)),
-                                            min_chars=cfg.get("min_chars", 3))
+    with _temporary_store(data, format, me) as store:
+        sessions = datasets.store_sessions(store, name, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)),
+                                           min_chars=cfg.get("min_chars", 3))
     triplets = datasets.authorship_triplets(sessions, name, random.Random(cfg.get("seed", 0)))
-    score_file = ref.path / "score.json"
-    saved = json.loads(score_file.read_text("utf-8")) if score_file.is_file() else {}
-    own_score = saved.get("name") == name
+    models_ = {"model": embedder.load_embedder(ref.path), "base": embedder.load_embedder(ref.path, base=True)}
+    own_score = models_["model"].name == name and models_["model"].calib is not None
     if own_score:
         scored = sessions
     else:  # no stored score for NAME: centroids and calibration from the first half, AUC on the second
@@ -135,25 +146,21 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
         fit_s, scored = sessions[:half], sessions[half:]
     texts, labels = datasets.labelled_messages(scored, name)
     out: dict = {}
-    for prefix, model_name, key in (("", ref, "model"), ("base_", embed.base_of(ref.path), "base")):
-        model = embed.load_model(model_name)
-        out[prefix + "triplet_accuracy"] = round(embed.triplet_accuracy(model, triplets), 4) if triplets else None
-        if own_score:
-            calib = saved[key]
-        else:
+    for prefix, key in (("", "model"), ("base_", "base")):
+        e = models_[key]
+        out[prefix + "triplet_accuracy"] = round(embedder.triplet_accuracy(e.model, triplets), 4) if triplets else None
+        if not own_score:
             fit_texts, fit_labels = datasets.labelled_messages(fit_s, name)
-            vecs = embed.embed(model, fit_texts)
+            vecs = e.embed(fit_texts)
             mine = [v for v, y in zip(vecs, fit_labels) if y]
             others = [v for v, y in zip(vecs, fit_labels) if not y]
             if not mine or not others:
                 raise LikemeError(f"{data}: the first half of the chat needs messages by {name} and by others")
-            calib = embed.fit_calibration(mine, others, vecs, fit_labels)
-        scorer = embed.Scorer(model, calib, name)
-        features = scorer.features(texts)
-        for what, values in (("auc", embed.calibrated(features, calib)), ("feature_auc", features)):
-            value = embed.auc(labels, values)
+            e.calib = embedder.fit_calibration(mine, others, vecs, fit_labels)
+        features = e.features(texts)
+        for what, values in (("auc", embedder.calibrated(features, e.calib)), ("feature_auc", features)):
+            value = embedder.auc(labels, values)
             out[prefix + what] = None if value != value else round(value, 4)  # NaN: one class only
-        del model
     return {"triplet_accuracy": out["triplet_accuracy"], "base_triplet_accuracy": out["base_triplet_accuracy"],
             "auc": out["auc"], "base_auc": out["base_auc"],
             "feature_auc": out["feature_auc"], "base_feature_auc": out["base_feature_auc"],
@@ -200,11 +207,41 @@ def eval_classifier(run, data_file, text_column: str | None = None, label_column
     Example: eval_classifier("runs/banking77", "test.csv") ->
       {"accuracy": 0.91, "macro_f1": 0.90, "examples": 3080, "per_class": {...}, "confusion": [[...]], "labels": [...]}
     """
-    from likeme.recipes.classify import load_classifier, read_table
+    from likeme.classifier import load_classifier
+    from likeme.tables import read_labelled
 
-    clf = load_classifier(run)
-    text_column = text_column or clf.meta.get("text_column") or "text"
-    label_column = label_column or clf.meta.get("label_column") or "label"
-    texts, labels = read_table(data_file, text_column, label_column)
+    clf = run if hasattr(run, "predict") else load_classifier(run)
+    texts, labels = read_labelled(data_file, text_column or clf.meta.get("text_column") or "text",
+                                  label_column or clf.meta.get("label_column") or "label")
     guesses = [label for label, _ in clf.predict(texts)]
     return classification_metrics(labels, guesses, clf.labels)
+
+
+def evaluate(run, data, *, name: str | None = None, format: str | None = None, me: str | None = None,
+             text_column: str | None = None, label_column: str | None = None) -> tuple[str, dict]:
+    """(recipe, figures) of a run on data it never saw, whichever recipe made it (`likeme eval`).
+
+    Example: evaluate("runs/robin", "later.txt", name="Robin") -> ("voice", {"ppl": 38.2, "base_ppl": 410.7, ...})
+    """
+    from likeme.errors import LikemeError
+    from likeme.inference import recipe_of
+
+    recipe = recipe_of(run)
+    if recipe == "classifier":
+        return recipe, eval_classifier(run, data, text_column=text_column, label_column=label_column)
+    if not name:
+        raise LikemeError(f"say whose messages to score: --as NAME (a {recipe} run is measured on one person)")
+    if recipe == "embedder":
+        return recipe, eval_embedder(run, data, name, format=format, me=me)
+    return recipe, eval_voice(run, data, name, format=format, me=me)
+
+
+def summary(recipe: str, r: dict, name: str | None = None) -> str:
+    """`evaluate`'s figures as one line: "430 replies by Robin: perplexity 6.95 (base 44.42, 84% lower)"."""
+    if recipe == "classifier":
+        return f"accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}"
+    if recipe == "embedder":
+        return (f"{name}: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), "
+                f"score AUC {r['auc']:.3f} (base {r['base_auc']:.3f})")
+    drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
+    return f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, {drop:.0f}% lower)"

@@ -395,14 +395,6 @@ class _Streamer:
             self.callback(piece)
 
 
-def default_device() -> str:
-    """"cuda" when a CUDA GPU is visible, else "cpu" (pass device="mps" on a Mac: not the default, as
-    generation there is often slower than on the CPU for small models)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name: str | None = None,
          partner: str | None = None) -> Voice:
     """A run folder (or any causal LM name `models.resolve` knows) -> a `Voice` ready to reply.
@@ -413,15 +405,15 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
 
     Example: load("runs/ana-voice") -> Voice(name='Ana', partner='Sam', run='runs/ana-voice', device='cpu')
     """
-    from likeme import models
+    from likeme import models, runs
 
     ref = models.resolve(run)  # first: a wrong name fails at once, before the slow imports
     import torch
 
-    meta = models.read_run_meta(ref.path) if ref.kind == "run" else {}
+    meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
     if ref.kind == "run" and meta.get("task") not in (None, "causal-lm"):
         raise LikemeError(f"{run} is a {meta['task']} run, not a language model: it cannot write replies")
-    device = device or default_device()
+    device = device or models.default_device()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise LikemeError(f"device {device!r} asked for, but this torch sees no CUDA GPU: use device='cpu'")
     if isinstance(dtype, str):

@@ -96,10 +96,10 @@ def _load(folder: Path, fingerprint: str):
 
 
 def _save(folder: Path, ids, vectors, meta: dict) -> None:
-    """Whole or not at all: written into a temp folder and renamed (models.atomic_dir)."""
+    """Whole or not at all: written into a temp folder and renamed (paths.atomic_dir)."""
     import numpy as np
 
-    from likeme.models import atomic_dir
+    from likeme.paths import atomic_dir
 
     with atomic_dir(folder, need_bytes=int(vectors.nbytes + ids.nbytes)) as tmp:
         np.save(tmp / "ids.npy", np.ascontiguousarray(ids, dtype=np.int64))
@@ -144,7 +144,7 @@ def _update(model_name, db, *, model, progress, messages):
         ids, vectors = ids[keep], np.asarray(vectors[keep])
     meta = {"model": str(ref.name), "weights": str(Path(weights).resolve()), "fingerprint": fingerprint}
     if new_ids:
-        from likeme.recipes.embed import embed, load_model
+        from likeme.embedder import embed, load_model
 
         model = model or load_model(ref)
         parts, done, interrupted = [], [], False
@@ -188,7 +188,7 @@ def search(model_name, query: str, *, k: int = 10, author: str | None = None, db
     updated first. `author` keeps only that person's messages."""
     import numpy as np
 
-    from likeme.recipes.embed import embed, load_model
+    from likeme.embedder import embed, load_model
     from likeme.store import Store
 
     if not query.strip():

@@ -12,12 +12,12 @@ A NAME is, in the order they are tried:
 4. a Hugging Face hub id (`org/name`): the copy in the Hugging Face cache, downloaded only when it is
    not there and the hub is reachable (never with HF_HUB_OFFLINE=1).
 
-A run folder is what a recipe writes; it describes itself:
+A run folder is what a recipe writes (runs.py); it describes itself:
 
     runs/ana-voice/
-      run.yaml         base: smollm2-135m      # what it was trained from: any NAME above
-      model/           config.json, model.safetensors, tokenizer...    (full weights), or
-      adapter/         adapter_config.json, adapter_model.safetensors  (a PEFT LoRA on `base`)
+      run.yaml         base: smollm2-135m      # what it was trained from: any NAME above (none: from scratch)
+      model/           config.json, model.safetensors and the tokenizer          (full weights), or
+                       adapter_config.json, adapter_model.safetensors, tokenizer (a PEFT LoRA on `base`)
 
 Examples:
 
@@ -40,26 +40,21 @@ Examples:
 """
 from __future__ import annotations
 
-import errno
 import importlib.metadata
 import importlib.util
 import json
 import os
 import re
-import shutil
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from likeme.errors import LikemeError
-from likeme.store import default_db_path
+from likeme.paths import atomic_dir, first_line, models_dir, runs_dir
+from likeme.runs import RUN_FILE, read_meta
 
-RUN_FILE = "run.yaml"
 MARKER = "likeme_source.json"  # written last into a converted checkpoint: what it was made from
-STALE_TMP_S = 3600  # a conversion takes under a minute; a temp folder older than this is a killed one's
 
 # A hub id: `org/name` (or a legacy bare `gpt2`, accepted only when it is already in the cache).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -116,19 +111,6 @@ class ModelRef:
         if self.kind == "run":
             return self.base.weights if self.adapter else self.path / "model"
         return self.path
-
-
-def likeme_home() -> Path:
-    """`$LIKEME_HOME`, by default `~/.likeme`: the folder that holds the store, `models/` and `runs/`."""
-    return default_db_path().parent
-
-
-def models_dir() -> Path:
-    return likeme_home() / "models"
-
-
-def runs_dir() -> Path:
-    return likeme_home() / "runs"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,55 +218,38 @@ def _path_ref(text: str, path: Path, depth: int) -> ModelRef:
         return ModelRef(text, "local", path, _task_of(path), size_bytes=_folder_size(path))
     if (path / "adapter_config.json").is_file():
         raise LikemeError(
-            f"{path} holds a PEFT adapter but no {RUN_FILE}: put it in a run folder as adapter/ beside a "
+            f"{path} holds a PEFT adapter but no {RUN_FILE}: put it in a run folder as model/ beside a "
             f"{RUN_FILE} with a base: line (base: smollm2-135m)"
         )
     raise LikemeError(
         f"{path} has no config.json: point at a folder saved with save_pretrained (config.json + weights) "
-        f"or a likeme run folder ({RUN_FILE} + model/ or adapter/)"
+        f"or a likeme run folder ({RUN_FILE} + model/)"
     )
 
 
-def read_run_meta(run: Path) -> dict:
-    """run/run.yaml as a dict: base, task, recipe, status, the resolved config and what the recipe adds.
-
-    Example: runs/ana-voice -> {"base": "smollm2-135m", "task": "causal-lm", "recipe": "voice", "as": "Ana", ...}
-    """
-    import yaml
-
-    run_file = Path(run) / RUN_FILE
-    try:
-        meta = yaml.safe_load(run_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise LikemeError(f"{run_file}: cannot read it ({_first_line(e)}): fix or delete the run") from e
-    return meta if isinstance(meta, dict) else {}
-
-
-def write_run_meta(run: Path, meta: dict) -> None:
-    """Write run/run.yaml (keys in the order given; non-ASCII names kept readable)."""
-    import yaml
-
-    (Path(run) / RUN_FILE).write_text(yaml.safe_dump(meta, allow_unicode=True, sort_keys=False), "utf-8")
-
-
 def _run_ref(text: str, path: Path, depth: int) -> ModelRef:
-    run_file = path / RUN_FILE
-    meta = read_run_meta(path)
-    if not meta.get("base"):
-        raise LikemeError(f"{run_file}: has no base: line: add one naming the model the run started from (base: smollm2-135m)")
-    base_name = str(meta["base"])
+    meta = read_meta(path)
+    base_name = str(meta["base"]) if meta.get("base") else None
     size = _folder_size(path)
-    if (path / "model" / "config.json").is_file():
-        task = meta.get("task") or _task_of(path / "model")
-        return ModelRef(text, "run", path, task, size_bytes=size, note=f"base: {base_name}")
-    if (path / "adapter" / "adapter_config.json").is_file():
+    folder = path / "model"
+    if (folder / "config.json").is_file():
+        task = meta.get("task") or _task_of(folder)
+        return ModelRef(text, "run", path, task, size_bytes=size, note=f"base: {base_name}" if base_name else "from scratch")
+    if (folder / "adapter_config.json").is_file():
+        if not base_name:
+            raise LikemeError(f"{path / RUN_FILE}: has no base: line: add one naming the model the adapter was "
+                              "trained on (base: smollm2-135m)")
         # A relative base is relative to the run folder, so that runs can be moved together.
         local_base = path / base_name
         base = _resolve(str(local_base) if local_base.exists() else base_name, depth + 1)
         task = meta.get("task") or base.task
-        return ModelRef(text, "run", path, task, base=base, adapter=path / "adapter", ready=base.ready,
+        return ModelRef(text, "run", path, task, base=base, adapter=folder, ready=base.ready,
                         size_bytes=size, note=f"LoRA adapter on {base_name}")
-    raise LikemeError(f"{path}: a run folder without model/config.json or adapter/adapter_config.json: the run did not finish; train it again or delete it")
+    if (path / "adapter").is_dir() or (path / "tokenizer_config.json").is_file():
+        raise LikemeError(f"{path}: a run folder in the layout of an older likeme (adapter/ beside the tokenizer): "
+                          "train it again")
+    raise LikemeError(f"{path}: a run folder without model/ (status: {meta.get('status', 'unknown')}): the run did not "
+                      "finish; continue it with likeme train RECIPE --out RUN --resume, or delete it")
 
 
 def _task_of(folder: Path) -> str:
@@ -362,18 +327,25 @@ def weights_path(name: str | os.PathLike | ModelRef) -> Path:
     return ref.weights
 
 
+def default_device() -> str:
+    """"cuda" when a CUDA GPU is visible, else "cpu" (pass device="mps" on a Mac: not the default, as
+    generation there is often slower than on the CPU for small models). Training and inference both use it."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_tokenizer(name: str | os.PathLike | ModelRef):
     """The tokenizer of a model: `load_tokenizer("smollm2-135m").eos_token == "<|im_end|>"`.
 
-    For a run, the tokenizer saved in the run (model/, adapter/ or the run folder) wins over the base's.
+    A run keeps its tokenizer beside its weights, in model/ (its base's, when it saved none).
     """
     from transformers import AutoTokenizer
 
     ref = name if isinstance(name, ModelRef) else resolve(name)
     if ref.kind == "run":
-        for folder in (ref.path / "model", ref.path / "adapter", ref.path):
-            if (folder / "tokenizer_config.json").is_file():
-                return _load(AutoTokenizer.from_pretrained, folder, ref.name, "the tokenizer")
+        if (ref.path / "model" / "tokenizer_config.json").is_file():
+            return _load(AutoTokenizer.from_pretrained, ref.path / "model", ref.name, "the tokenizer")
         if ref.base is not None:
             return load_tokenizer(ref.base)
     if ref.kind == "hub":
@@ -430,7 +402,7 @@ def _apply_adapter(model, ref: ModelRef, merge: bool):
         model = PeftModel.from_pretrained(model, str(ref.adapter))
     except Exception as e:
         raise LikemeError(
-            f"{ref.adapter}: the adapter does not fit its base {ref.base.name!r} ({_first_line(e)}): "
+            f"{ref.adapter}: the adapter does not fit its base {ref.base.name!r} ({first_line(e)}): "
             f"check base: in {ref.path / RUN_FILE}"
         ) from e
     return model.merge_and_unload() if merge else model
@@ -440,7 +412,7 @@ def _load(loader, folder: Path, name: str, what: str, **kwargs):
     try:
         return loader(str(folder), **kwargs)
     except Exception as e:  # corrupt or foreign files: say which folder, keep the cause chained
-        raise LikemeError(f"{folder}: could not load {what} of {name!r} ({_first_line(e)}): check the folder, or rebuild it") from e
+        raise LikemeError(f"{folder}: could not load {what} of {name!r} ({first_line(e)}): check the folder, or rebuild it") from e
 
 
 def _load_hub(loader, repo_id: str, what: str, **kwargs):
@@ -456,7 +428,7 @@ def _load_hub(loader, repo_id: str, what: str, **kwargs):
     try:
         return loader(repo_id, **kwargs)
     except Exception as e:
-        raise LikemeError(f"could not download {what} of {repo_id!r} ({_first_line(e)}): check the id and your connection") from e
+        raise LikemeError(f"could not download {what} of {repo_id!r} ({first_line(e)}): check the id and your connection") from e
 
 
 def _download(repo_id: str) -> Path:
@@ -468,7 +440,7 @@ def _download(repo_id: str) -> Path:
         # The files transformers and sentence-transformers read; not the .bin/.h5/.onnx duplicates.
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
     except Exception as e:
-        raise LikemeError(f"could not download {repo_id!r} ({_first_line(e)}): check the id and your connection") from e
+        raise LikemeError(f"could not download {repo_id!r} ({first_line(e)}): check the id and your connection") from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +491,7 @@ def convert_gguf(
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32)
     except Exception as e:  # struct.error on a truncated file, ValueError on a foreign one, ...
-        raise LikemeError(f"{gguf_file}: not a readable GGUF file ({_first_line(e)}): {remedy}") from e
+        raise LikemeError(f"{gguf_file}: not a readable GGUF file ({first_line(e)}): {remedy}") from e
 
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)  # what makes transformers refuse to save
@@ -554,80 +526,6 @@ def convert_gguf(
         made["seconds"] = round(time.perf_counter() - started, 1)
         (tmp / MARKER).write_text(json.dumps(made, indent=2) + "\n")
     return target
-
-
-def _is_disk_full(e: BaseException | None) -> bool:
-    """OSError ENOSPC/EDQUOT, or safetensors' "No space left on device (os error 28)", however wrapped."""
-    seen = 0
-    while e is not None and seen < 10:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(e) or "os error 28" in str(e):
-            return True
-        e, seen = e.__cause__ or e.__context__, seen + 1
-    return False
-
-
-@contextmanager
-def atomic_dir(target: str | os.PathLike, *, need_bytes: int | None = None) -> Iterator[Path]:
-    """Write a folder whole or not at all: yield a temp folder beside `target`, rename it there on success.
-
-    On any error, Ctrl-C included, the temp folder is removed and `target` is left as it was; a full disk
-    becomes one LikemeError that says how much room is needed. Temp folders left by a killed process
-    (`.NAME.tmp-*`) are swept on the next call.
-
-        with atomic_dir(home / "models" / "smollm2-135m") as tmp:
-            model.save_pretrained(tmp)
-    """
-    target = Path(target)
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        _sweep_stale(parent, target.name)
-        tmp = parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()  # not mkdtemp: that makes it 0700, and the folder keeps the mode it is renamed with
-    except OSError as e:
-        raise _write_error(target, e, need_bytes) from e
-    try:
-        yield tmp
-        for f in tmp.rglob("*"):  # on disk before the rename, so a power cut cannot expose empty files
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if target.exists():
-            old = parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, Exception) and _is_disk_full(e):
-            raise _write_error(target, e, need_bytes) from e
-        raise
-
-
-def _write_error(target: Path, e: BaseException, need_bytes: int | None) -> LikemeError:
-    if _is_disk_full(e):
-        room = f"free about {need_bytes // 2**20 + 1} MB there" if need_bytes else "free some space there"
-        return LikemeError(f"no space left on the disk writing {target}: {room}, or set LIKEME_HOME to a disk with room")
-    return LikemeError(f"cannot write {target} ({_first_line(e)}): check that the folder is writable, or set LIKEME_HOME elsewhere")
-
-
-def _sweep_stale(parent: Path, name: str) -> None:
-    now = time.time()
-    for p in list(parent.glob(f".{name}.tmp-*")) + list(parent.glob(f".{name}.old-*")):
-        try:
-            if now - p.stat().st_mtime > STALE_TMP_S:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The plots a run folder carries: learning curves from its metrics.jsonl, and a confusion matrix.
 
-Every recipe draws its `plots/loss.png` with `curves`, from the rows it logged, so that all runs look
-alike: x is the step (voice, embedder) or the epoch (classifier), losses on the left axis, an accuracy
-in 0..1 on the right one when the recipe logs one.
+Every recipe draws its `plots/loss.png` with `learning_curves`, from the rows it logged (one schema,
+runs.MetricsLog), so that all runs look alike: x is the step, the training and held-out losses on the
+left axis, a held-out figure in 0..1 on the right one when the recipe logs one.
 
-    curves(run, [("loss", "train", "-"), ("eval_loss", "held-out", "o-")], ylabel="loss (nats/token)")
+    learning_curves(run, ylabel="loss (nats/token)")
+    learning_curves(run, right="eval_macro_f1")
 """
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def read_metrics(run: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def learning_curves(run: Path, *, ylabel: str = "loss", right: str | None = None) -> Path:
+    """run/plots/loss.png: the training loss and the held-out loss by step; `right`: an eval figure
+    in 0..1 (e.g. "eval_macro_f1") on a right axis."""
+    label = "held-out " + right.removeprefix("eval_").replace("_", " ") if right else ""
+    return curves(run, [("loss", "train", "-"), ("eval_loss", "held-out", "o-")], ylabel=ylabel,
+                  right=(right, label) if right else None)
 
 
 def _pyplot():

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from likeme.errors import LikemeError
+from likeme.paths import home
 
 DEFAULT_SESSION_GAP = timedelta(hours=6)  # a pause of 6 h starts a new session: overnight breaks split, a busy afternoon does not
 
 
 def default_db_path() -> Path:
-    return Path(os.environ.get("LIKEME_HOME") or Path.home() / ".likeme") / "likeme.db"
+    return home() / "likeme.db"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +339,29 @@ class Store:
     def sources(self) -> list[dict]:
         return [dict(id=i, path=p, sha256=s, format=f, ingested_at=t, messages_added=n) for i, p, s, f, t, n in
                 self.db.execute("SELECT id, path, sha256, format, ingested_at, messages_added FROM sources ORDER BY id")]
+
+    def provenance(self, author: str | None = None) -> dict:
+        """Where a dataset came from, for a run's run.yaml: this store's path, the exports (name, sha256)
+        whose messages were used and the text messages per author. With `author`, only the
+        conversations that person writes in count (what a voice or a style of theirs is built from).
+
+        Example: {"store": "/home/ana/.likeme/likeme.db",
+                  "sources": [{"name": "WhatsApp Chat with Sam.txt", "sha256": "3f2a...", "format": "whatsapp"}],
+                  "messages": {"Ana": 1204, "Sam": 980}}
+        """
+        where, args = "m.kind = 'text'", []
+        if author is not None:
+            where += " AND m.conversation_id IN (SELECT conversation_id FROM messages WHERE author = ?)"
+            args.append(author)
+        sources = self.db.execute(f"""
+            SELECT s.path, s.sha256, s.format FROM sources s WHERE s.id IN
+              (SELECT DISTINCT m.source_id FROM messages m WHERE {where}) ORDER BY s.id""", args).fetchall()
+        counts = self.db.execute(f"""
+            SELECT m.author, COUNT(*) FROM messages m WHERE {where} AND m.author != ''
+            GROUP BY m.author ORDER BY COUNT(*) DESC, m.author""", args).fetchall()
+        return {"store": str(self.path.resolve()) if self.path else None,
+                "sources": [{"name": Path(p).name, "sha256": h, "format": f} for p, h, f in sources],
+                "messages": dict(counts)}
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]

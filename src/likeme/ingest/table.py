@@ -23,7 +23,6 @@ an IngestError naming the line.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -32,7 +31,7 @@ from typing import Callable, Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, load_json, parse_iso, read_head, read_text, strip_invisible
+from likeme.ingest._io import clean_name, parse_iso, read_head, strip_invisible
 
 NAME = "table"
 DESCRIPTION = "CSV / TSV / JSON Lines / JSON array with author, text (and time) columns"
@@ -206,51 +205,17 @@ def _record(path: Path, where: str, get: Callable, row_index: int, stem: str) ->
 
 
 def _rows(path: Path) -> Iterator[tuple[str, Callable]]:
-    """(place, get) per record, in file order."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        for n, line in enumerate(read_text(path).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise IngestError(path, f"line {n}", f"invalid JSON: {e}") from None
-            except RecursionError:
-                raise IngestError(path, f"line {n}", "invalid JSON: nested too deeply") from None
-            if not isinstance(obj, dict):
-                raise IngestError(path, f"line {n}", "expected one JSON object per line")
-            yield f"line {n}", _getter(obj)
-    elif suffix == ".json":
-        data = load_json(path)
-        if not isinstance(data, list):
-            raise IngestError(path, None, "expected a JSON array of message objects")
-        for i, obj in enumerate(data):
-            if not isinstance(obj, dict):
-                raise IngestError(path, f"[{i}]", "expected an object")
-            yield f"[{i}]", _getter(obj)
-    else:
-        text = read_text(path)
-        first = text.split("\n", 1)[0].rstrip("\r")
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, first))
-        header: list[str] | None = None
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                raise IngestError(path, f"line {start}", f"cannot read CSV: {e}") from None
-            if not any(c.strip() for c in row):
-                continue
-            if header is None:
-                header = [strip_invisible(c).strip().lower() for c in row]
-                if not (set(header) & set(AUTHOR) or set(header) & set(TEXT)):
-                    raise IngestError(path, f"line {start}", "the first row must name the columns "
-                                      "(author, text, sent_at, ...)")
-                continue
-            yield f"line {start}", _getter(dict(zip(header, row)))
+    """(place, get) per record, in file order, read by the one table reader (likeme.tables)."""
+    from likeme.tables import records
+
+    checked = path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+    for where, record in records(path):
+        if not checked:  # delimited text: the first row must have named the columns
+            keys = set(_header_keys(record))
+            if not (keys & set(AUTHOR) or keys & set(TEXT)):
+                raise IngestError(path, where, "the first row must name the columns (author, text, sent_at, ...)")
+            checked = True
+        yield where, _getter(record)
 
 
 def _getter(obj: dict) -> Callable:

@@ -1,0 +1,48 @@
+"""Loading any run by its path: run.yaml's `recipe:` says what it is, and what using it looks like.
+
+    >>> import likeme
+    >>> likeme.load("runs/ana-voice")          # recipe: voice -> generate.Voice
+    Voice(name='Ana', partner='Sam', run='runs/ana-voice', device='cpu')
+    >>> likeme.load("runs/banking77")          # recipe: classifier -> classifier.Classifier
+    Classifier(labels=77, base='smollm2-135m')
+    >>> likeme.load("runs/ana-embedder")       # recipe: embedder -> embedder.Embedder
+    Embedder(name='Ana', score=True)
+
+A model that is not a run loads by what it is: a causal LM as a `Voice` (raw text; pass name= to chat),
+a sentence-embedding model as an `Embedder`. Training code is never imported here.
+"""
+from __future__ import annotations
+
+import os
+
+from likeme.errors import LikemeError
+
+RECIPES = ("voice", "classifier", "embedder")
+BY_TASK = {"causal-lm": "voice", "sentence-embedding": "embedder", "classification": "classifier"}
+
+
+def recipe_of(run: str | os.PathLike) -> str:
+    """The recipe that made a run (run.yaml `recipe:`), else what its model is for: a folder or bundled
+    model of task causal-lm -> "voice". Raises LikemeError for what likeme cannot use."""
+    from likeme import models, runs
+
+    ref = models.resolve(run)
+    recipe = runs.read_meta(ref.path).get("recipe") if ref.kind == "run" else None
+    recipe = recipe or BY_TASK.get(ref.task)
+    if recipe not in RECIPES:
+        raise LikemeError(f"{run}: cannot tell what kind of model it is (recipe {recipe!r}, task {ref.task!r}): "
+                          f"likeme uses {', '.join(RECIPES)} runs")
+    return recipe
+
+
+def load(run: str | os.PathLike, **kwargs):
+    """A run folder (or a model name) -> a Voice, a Classifier or an Embedder; kwargs go to that loader
+    (Voice: device, dtype, name, partner; Classifier: device; Embedder: base)."""
+    recipe = recipe_of(run)
+    if recipe == "classifier":
+        from likeme.classifier import load_classifier as loader
+    elif recipe == "embedder":
+        from likeme.embedder import load_embedder as loader
+    else:
+        from likeme.generate import load as loader
+    return loader(run, **kwargs)

@@ -1,0 +1,86 @@
+"""Trainer callbacks every recipe uses: metrics.jsonl rows (and the progress bar drawn from them), and
+Ctrl-C that stops after the current step with a checkpoint."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+
+from transformers import TrainerCallback
+
+
+class MetricsCallback(TrainerCallback):
+    """Each Trainer log -> one row of run/metrics.jsonl in the schema of `runs.MetricsLog`: training rows
+    (loss, lr, grad_norm, tokens_per_s or examples_per_s) and evaluation rows (eval_*), each with step,
+    epoch and seconds (training time, counted on across a resume)."""
+
+    def __init__(self, log, total_steps: int, progress: bool):
+        self.log, self.total, self.progress = log, total_steps, progress
+        self.last = None  # (time, step, tokens seen) at the previous training row
+        self.offset = 0.0  # seconds trained before a resume
+
+    def on_train_begin(self, args, state, control, **kw):
+        rows = self.log.rows()
+        self.offset = rows[-1].get("seconds", 0.0) if rows else 0.0
+        self.started = time.time()
+        self.last = (self.started, state.global_step, state.num_input_tokens_seen)
+        if self.progress:
+            self.log.show(self.total, initial=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        now = time.time()
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4),
+               "seconds": round(self.offset + now - self.started, 1)}
+        if "loss" in logs:
+            dt = now - self.last[0]
+            row.update(loss=round(logs["loss"], 4), lr=logs.get("learning_rate"))
+            if logs.get("grad_norm") is not None:
+                row["grad_norm"] = round(float(logs["grad_norm"]), 4)
+            if state.num_input_tokens_seen:
+                row["tokens_per_s"] = round((state.num_input_tokens_seen - self.last[2]) / dt, 1) if dt > 0 else None
+            else:
+                seen = (state.global_step - self.last[1]) * args.train_batch_size * args.gradient_accumulation_steps \
+                    * args.world_size
+                row["examples_per_s"] = round(seen / dt, 1) if dt > 0 else None
+            self.last = (now, state.global_step, state.num_input_tokens_seen)
+        figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()
+                   if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
+        if not figures and "loss" not in logs:
+            return  # the Trainer's closing summary (train_runtime, ...): nothing per step
+        row.update(figures)
+        if args.process_index == 0:  # one process writes the run folder
+            self.log.append(row)
+
+    def on_train_end(self, args, state, control, **kw):
+        self.log.close()
+
+
+class StopOnInterrupt(TrainerCallback):
+    """First Ctrl-C: finish the current step, save a checkpoint, stop. A second Ctrl-C: stop now."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nStopping after this step and saving a checkpoint (Ctrl-C again to quit now)...", file=sys.stderr)
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

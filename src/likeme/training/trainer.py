@@ -1,0 +1,109 @@
+"""transformers' Trainer the way every likeme recipe runs it.
+
+    args = arguments(run, seed=cfg.seed, max_steps=60, per_device_train_batch_size=8, learning_rate=2e-4,
+                     eval_steps=20)
+    trainer = make_trainer(run, model, args, train_set, collate, progress=True, eval_dataset=held)
+    fit(trainer, run, resume=False)        # Ctrl-C: a checkpoint, then runs.Interrupted
+
+One engine for every recipe, so that checkpoints, resuming (optimizer, schedule, data order and random
+state come back), logging and Ctrl-C work the same way everywhere. A checkpoint is written at every
+evaluation (`eval_steps`), so a kill -9 or a power cut loses at most the steps since the last one.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import PrinterCallback, Trainer, TrainingArguments
+
+from likeme.runs import Interrupted
+from likeme.training.callbacks import MetricsCallback, StopOnInterrupt
+
+
+def device() -> str:
+    """Where training runs: models.default_device(), "cuda" when a CUDA GPU is visible, else "cpu"."""
+    from likeme.models import default_device
+
+    return default_device()
+
+
+def use_bf16() -> bool:
+    """bf16 mixed precision on a GPU that has it; fp32 on the CPU (bf16 matmuls are slower than fp32 on
+    most laptop CPUs, which lack AVX512-BF16 / AMX)."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int | None = None,
+              **overrides) -> TrainingArguments:
+    """TrainingArguments with likeme's defaults; `overrides` are the recipe's own (batch size, rate, ...).
+
+    eval_steps: evaluate, and write a checkpoint, every N steps; save_steps: write a checkpoint every N
+    steps when nothing is evaluated. The two newest checkpoints are kept, and the best one when the
+    recipe keeps the best model.
+    """
+    defaults = dict(
+        output_dir=str(run.checkpoints),
+        logging_steps=1,
+        eval_strategy="no",
+        save_strategy="no",
+        save_total_limit=2,
+        weight_decay=0.0,
+        bf16=use_bf16(),
+        use_cpu=device() == "cpu",
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        disable_tqdm=True,  # our progress bar is drawn from metrics.jsonl
+        remove_unused_columns=False,  # our collators build the batches
+        dataloader_num_workers=0,
+    )
+    if eval_steps:
+        defaults.update(eval_strategy="steps", eval_steps=eval_steps)
+    if save_steps or eval_steps:
+        defaults.update(save_strategy="steps", save_steps=eval_steps or save_steps)
+    return TrainingArguments(**{**defaults, **overrides})
+
+
+def make_trainer(run, model, args: TrainingArguments, train_dataset, collate, *, progress: bool, total_steps: int,
+                 callbacks=(), evaluate=None, **kwargs) -> Trainer:
+    """A Trainer that logs into run/metrics.jsonl and stops cleanly on Ctrl-C (see `fit`).
+
+    evaluate: a function model -> {figure: value} that replaces the Trainer's own evaluation loop (for
+    figures a loss-only loop cannot give, like the embedder's triplet accuracy); it runs at each
+    evaluation step and its figures are logged as eval_<figure>.
+    """
+    cls = Trainer if evaluate is None else _evaluating(evaluate)
+    if evaluate is not None and kwargs.get("eval_dataset") is None:
+        kwargs["eval_dataset"] = [0]  # the Trainer requires one to evaluate; `evaluate` ignores it
+    trainer = cls(model=model, args=args, train_dataset=train_dataset, data_collator=collate,
+                  callbacks=[MetricsCallback(run.metrics, total_steps, progress), StopOnInterrupt(), *callbacks],
+                  **kwargs)
+    trainer.remove_callback(PrinterCallback)  # our callback logs and draws the bar
+    return trainer
+
+
+def _evaluating(fn):
+    class EvaluatingTrainer(Trainer):
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            was_training = self.model.training
+            self.model.eval()
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in fn(self.model).items()}
+            self.model.train(was_training)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return EvaluatingTrainer
+
+
+def fit(trainer: Trainer, run, *, resume: bool = False) -> None:
+    """Train, from the run's latest checkpoint when resuming (metrics.jsonl keeps each step once).
+    On Ctrl-C: the current step ends, a checkpoint is written, and `runs.Interrupted` is raised."""
+    checkpoint = run.latest_checkpoint() if resume else None
+    run.metrics.truncate_after(int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0)
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnInterrupt))
+    with stop.installed():
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        finally:
+            run.metrics.close()
+    if stop.requested:
+        raise Interrupted(run.path, trainer.state.global_step, run.recipe)
