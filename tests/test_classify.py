@@ -19,7 +19,7 @@ from likeme.runs import Interrupted
 from likeme.tables import read_labelled
 from likeme.training.frozen import FrozenSplit
 from likeme.training.trainable import param_groups, select
-from tiny import ROWS
+from tiny import ROWS, likeme_cli
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,8 +34,16 @@ def write_csv(path: Path, rows=ROWS, times=4) -> Path:
 
 
 def run(*args):
+    """`likeme ARGS` in a subprocess, as a user runs it."""
     p = subprocess.run([LIKEME, *map(str, args)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+def cli(*args):
+    """`likeme ARGS` through the same entry point, in this process (no ~10 s of imports per call)."""
+    p = likeme_cli(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout
 
@@ -86,15 +94,15 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
     ref = models.resolve(out)
     assert ref.kind == "run" and ref.task == "classification" and ref.weights == out / "model"
 
-    printed = run("classify", out, "where is my card", "exchange rate today")
+    printed = cli("classify", out, "where is my card", "exchange rate today")
     lines = printed.strip().splitlines()
     assert len(lines) == 2 and lines[0].endswith("where is my card")
     label, shown, _ = lines[0].split("\t")
     assert len(shown.split("  ")) == 3 and shown.split()[0] == label  # top 3, the label first
     assert label == load_classifier(out).predict(["where is my card"])[0][0]
-    shown = json.loads(run("classify", out, "where is my card", "--json", "--top", 2))
+    shown = json.loads(cli("classify", out, "where is my card", "--json", "--top", 2))
     assert shown[0]["text"] == "where is my card" and len(shown[0]["probabilities"]) == 2
-    report = json.loads(run("classify", out, "--data", data, "--json"))  # label column as trained: intent
+    report = json.loads(cli("classify", out, "--data", data, "--json"))  # label column as trained: intent
     assert report["examples"] == 36 and report["labels"] == meta["labels"]
     assert sum(map(sum, report["confusion"])) == 36 and set(report["per_class"]) == set(meta["labels"])
     from likeme.cli import _classification_report
@@ -103,8 +111,8 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
 
     from likeme.evaluate import eval_classifier
     assert eval_classifier(out, data) == report
-    assert json.loads(run("eval", out, "--data", data, "--json")) == report  # `likeme eval` routes by run type
-    assert run("eval", out, "--data", data).strip() == f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
+    assert json.loads(cli("eval", out, "--data", data, "--json")) == report  # `likeme eval` routes by run type
+    assert cli("eval", out, "--data", data).strip() == f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
 
 
 def test_cli_errors_are_one_line(tmp_path, tiny_lm):
@@ -121,7 +129,7 @@ def test_label_by_author(tmp_path, tiny_lm):
 
     three_person_store(tmp_path / "s.db").close()  # Ana 36 text messages, Sam 24, Bo 12
     out = tmp_path / "who"
-    run("train", "classifier", "--label-by", "author", "--db", tmp_path / "s.db", "--min-messages", 20,
+    cli("train", "classifier", "--label-by", "author", "--db", tmp_path / "s.db", "--min-messages", 20,
         "--base", tiny_lm, "--max-steps", 2, "--out", out, "-q")
     meta = yaml.safe_load((out / "run.yaml").read_text())
     assert meta["labels"] == ["Ana", "Sam"] and json.loads((out / "metrics.json").read_text())["train_examples"] == 54

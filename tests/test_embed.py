@@ -17,15 +17,23 @@ import yaml
 from likeme.datasets import Msg, Session, authorship_triplets, length_batches
 from likeme.embedder import centroid
 from likeme.tables import read_pairs
-from tiny import LINES, whatsapp_chat
+from tiny import LINES, likeme_cli, whatsapp_chat
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 
 def likeme(*args, ok=True):
+    """`likeme ARGS` in a subprocess, as a user runs it."""
     p = subprocess.run([LIKEME, *map(str, args)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"})
     if ok:
         assert p.returncode == 0, p.stderr[-2000:]
+    return p
+
+
+def cli(*args):
+    """`likeme ARGS` through the same entry point, in this process (no ~10 s of imports per call)."""
+    p = likeme_cli(*args)
+    assert p.returncode == 0, p.stderr[-2000:]
     return p
 
 
@@ -68,7 +76,7 @@ def test_read_pairs(tmp_path):
 def test_train_score_search_index_eval(tmp_path, tiny_st):
     db, out = tmp_path / "s.db", tmp_path / "run"
     chat = whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club.txt", 20, datetime(2024, 1, 1, 18))
-    likeme("ingest", chat, "--db", db)
+    cli("ingest", chat, "--db", db)
     config = tmp_path / "embed.yaml"
     config.write_text("batch_size: 8\neval_every: 2\nmax_steps: 2\n")
     p = likeme("train", "embedder", "--as", "Ana", "--db", db, "--base", tiny_st, "--config", config,
@@ -99,13 +107,13 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     assert models.resolve(out).task == "sentence-embedding"
 
     texts = ["see you there then", "Should we book a table?", "héllo 👋"]
-    printed = likeme("score", out, *texts).stdout.splitlines()
+    printed = cli("score", out, *texts).stdout.splitlines()
     assert [line.split("  ", 1)[1] for line in printed] == texts
     from likeme.embedder import load_scorer
 
     assert [float(line.split()[0]) for line in printed] == pytest.approx(load_scorer(out).score(texts), abs=1e-3)
 
-    hits = [json.loads(l) for l in likeme("search", out, "BRING SNACKS.", "--db", db, "--json").stdout.splitlines()]
+    hits = [json.loads(l) for l in cli("search", out, "BRING SNACKS.", "--db", db, "--json").stdout.splitlines()]
     assert hits[0]["text"] == "BRING SNACKS." and hits[0]["author"] == "Bo" and hits[0]["score"] == pytest.approx(1, abs=1e-4)
     assert len(hits) == 10 and hits == sorted(hits, key=lambda h: -h["score"])
     index_dirs = list((tmp_path / "s.db.index").iterdir())
@@ -115,7 +123,7 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     later = tmp_path / "WhatsApp Chat with Pizza Club (later).txt"
     later.write_text("01/03/2024, 18:00 - Sam: Anyone up for karaoke on Friday?\n"
                      "01/03/2024, 18:02 - Ana: karaoke friday sounds fun\n", "utf-8")
-    likeme("ingest", later, "--db", db)
+    cli("ingest", later, "--db", db)
     from likeme.index import search, update
 
     assert (update(out, db).added, update(out, db).added) == (2, 0)
@@ -123,7 +131,7 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     top = search(out, "Anyone up for karaoke on Friday?", k=1, db=db)
     assert top[0].text == "Anyone up for karaoke on Friday?" and top[0].author == "Sam"
     assert search(out, "karaoke", k=3, db=db, author="Ana")[0].author == "Ana"
-    likeme("forget", "--author", "Bo", "--yes", "--db", db)
+    cli("forget", "--author", "Bo", "--yes", "--db", db)
     hits = search(out, "BRING SNACKS.", k=200, db=db)
     assert hits and all(h.author != "Bo" for h in hits)
     ids = __import__("numpy").load(index_dirs[0] / "ids.npy")
@@ -134,8 +142,8 @@ def test_train_score_search_index_eval(tmp_path, tiny_st):
     fresh = whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club (new).txt", 4, datetime(2024, 6, 1, 18), seed=1)
     r = eval_embedder(out, fresh, "Ana")
     assert set(r) >= {"triplet_accuracy", "base_triplet_accuracy", "auc", "base_auc", "messages"}
-    assert json.loads(likeme("eval", out, "--data", fresh, "--as", "Ana", "--json").stdout) == r
-    assert likeme("eval", out, "--data", fresh, "--as", "Ana").stdout.startswith(
+    assert json.loads(cli("eval", out, "--data", fresh, "--as", "Ana", "--json").stdout) == r
+    assert cli("eval", out, "--data", fresh, "--as", "Ana").stdout.startswith(
         f"Ana: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), score AUC")
     assert r["messages"] == 24 and r["calibration"] == "run" and r["name_messages"] == 12
     # Another person than the run's: centroids from the first half of the file, AUC on the second.

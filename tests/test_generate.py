@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import tiny_causal_lm, tiny_tokenizer
+from tiny import likeme_cli, tiny_causal_lm, tiny_tokenizer
 
 import likeme
 from likeme import datasets
@@ -217,10 +217,14 @@ def test_transcript_run(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The CLI, through its real entry point
+# The CLI, through its real entry point: in this process (tiny.likeme_cli), errors in a subprocess too
 
 
 def cli(*args, input=None):
+    return likeme_cli(*args, input=input)
+
+
+def subprocess_cli(*args, input=None):
     return subprocess.run([LIKEME, *args], capture_output=True, text=True, input=input,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
 
@@ -261,6 +265,6 @@ def test_cli_generate(run):
 def test_cli_errors_are_one_line(tmp_path, run):
     for args in (["chat", str(tmp_path / "missing"), "-m", "hi"], ["generate", str(tmp_path / "missing"), "x"],
                  ["chat", str(run), "-m", "hi", "--top-p", "2"]):
-        p = cli(*args)
+        p = subprocess_cli(*args)
         assert p.returncode == 1 and p.stderr.startswith("Error: ") and p.stderr.count("\n") == 1, p.stderr
         assert "Traceback" not in p.stderr

@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from likeme import models, paths  # noqa: E402
 from likeme.errors import LikemeError  # noqa: E402
-from tiny import CHATML_TEMPLATE, save_tiny_causal_lm, save_tiny_gguf, tiny_causal_lm, tiny_tokenizer  # noqa: E402
+from tiny import CHATML_TEMPLATE, save_tiny_gguf, tiny_causal_lm, tiny_tokenizer  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "can you bring the cake?"}]
 
@@ -28,9 +28,9 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory) -> Path:
-    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+@pytest.fixture
+def tiny_folder(tiny_lm) -> Path:
+    return tiny_lm
 
 
 def _ids(tokenizer):

@@ -8,14 +8,22 @@ from pathlib import Path
 
 import yaml
 
-from tiny import save_tiny_causal_lm, whatsapp_export
+from tiny import likeme_cli, whatsapp_export
 
 LIKEME = str(Path(sys.executable).parent / "likeme")
 
 
 def run(*args):
+    """`likeme ARGS` in a subprocess, as a user runs it."""
     p = subprocess.run([LIKEME, *map(str, args)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+def cli(*args):
+    """`likeme ARGS` through the same entry point, in this process (no ~10 s of imports per call)."""
+    p = likeme_cli(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout
 
@@ -26,12 +34,12 @@ def whatsapp_group(path: Path, sessions: int, start: datetime) -> Path:
         ("Sam", "fine by me")], minutes=3)
 
 
-def test_ingest_train_chat_eval(tmp_path):
+def test_ingest_train_chat_eval(tmp_path, tiny_lm):
     db, out = tmp_path / "s.db", tmp_path / "run"
-    base = save_tiny_causal_lm(tmp_path / "tiny")
+    base = tiny_lm
     chat = whatsapp_group(tmp_path / "WhatsApp Chat with Pizza Club.txt", 15, datetime(2024, 1, 1, 18))
     later = whatsapp_group(tmp_path / "WhatsApp Chat with Pizza Club (later).txt", 4, datetime(2024, 6, 1, 18))
-    run("ingest", chat, "--db", db)
+    cli("ingest", chat, "--db", db)
     config = tmp_path / "voice.yaml"
     config.write_text("batch_size: 4\neval_every: 2\nmax_steps: 2\n")
     printed = run("train", "voice", "--as", "Ana", "--db", db, "--base", base, "--config", config,
@@ -43,16 +51,16 @@ def test_ingest_train_chat_eval(tmp_path):
     for f in ("model/adapter_model.safetensors", "model/tokenizer.json", "metrics.jsonl", "metrics.json",
               "plots/loss.png"):
         assert (out / f).is_file(), f
-    reply = run("chat", out, "--message", "plans?", "--seed", 1, "--max-new-tokens", 8)
+    reply = cli("chat", out, "--message", "plans?", "--seed", 1, "--max-new-tokens", 8)
     assert "<|im" not in reply
-    result = json.loads(run("eval", out, "--data", later, "--as", "Ana", "--json"))
+    result = json.loads(cli("eval", out, "--data", later, "--as", "Ana", "--json"))
     assert result["replies"] == 8 and result["ppl"] != result["base_ppl"]  # 4 sessions x 2 replies of Ana
-    assert "replies by Ana: perplexity" in run("eval", out, "--data", later, "--as", "Ana")
+    assert "replies by Ana: perplexity" in cli("eval", out, "--data", later, "--as", "Ana")
 
 
-def test_train_errors_are_one_line(tmp_path):
+def test_train_errors_are_one_line(tmp_path, tiny_lm):
     p = subprocess.run([LIKEME, "train", "voice", "--as", "Nobody", "--db", str(tmp_path / "empty.db"),
-                        "--base", str(save_tiny_causal_lm(tmp_path / "tiny"))], capture_output=True, text=True)
+                        "--base", str(tiny_lm)], capture_output=True, text=True)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().startswith("Error: no messages by 'Nobody' in the store")
     p = subprocess.run([LIKEME, "train", "voice", "--as", "Ana", "--base", "no-such-model"],

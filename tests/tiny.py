@@ -319,3 +319,24 @@ def interrupt_at(step: int):
                 os.kill(os.getpid(), signal.SIGINT)
 
     return InterruptAt()
+
+
+def likeme_cli(*args, input: str | None = None):
+    """`likeme ARGS` through the real entry point (likeme.cli.main), in this process, with click's test
+    streams: the exit code, stdout and stderr a subprocess would give, without its ~10 s of imports.
+    Returns a subprocess.CompletedProcess (returncode, stdout, stderr)."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from likeme.cli import main
+
+    argv = [str(a) for a in args]
+    with CliRunner().isolation(input=input) as streams:
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    return subprocess.CompletedProcess(["likeme", *argv], code, out, err)

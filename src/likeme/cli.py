@@ -659,7 +659,8 @@ def _classification_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main():
+def main(args: list[str] | None = None):
+    """The `likeme` command: `args` default to the command line. Errors are one line (exit 1), Ctrl-C exits 130."""
     import os
     import warnings
 
@@ -672,7 +673,7 @@ def main():
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        cli(standalone_mode=False)
+        cli(args=args, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
