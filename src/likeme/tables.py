@@ -12,7 +12,8 @@ labelled texts and the embedder's pair / triplet files.
   else the most frequent of `,` `;` and tab in that row. Quoted cells may hold newlines and CRLF.
 - Text is decoded as the ingest formats decode it: UTF-8 with or without BOM, UTF-16, mojibake
   repaired; anything else is an error that says how to convert the file.
-- Blank rows are skipped. Column names keep their case; `cell` looks them up exactly, then ignoring case.
+- Blank rows are skipped; a row shorter than the header has None in the columns it lacks. Column names
+  keep their case; `cell` looks them up exactly, then ignoring case.
 
     >>> list(records("labels.csv"))
     [('line 2', {'text': 'Hi,\\nthere', 'label': 'greeting'}), ('line 4', {...})]
@@ -89,7 +90,7 @@ def _delimited(path: Path, text: str, suffix: str) -> Iterator[tuple[str, dict]]
         if header is None:
             header = [strip_invisible(c).strip() for c in row]
             continue
-        yield f"line {start}", dict(zip(header, row))
+        yield f"line {start}", {h: row[i] if i < len(row) else None for i, h in enumerate(header)}
 
 
 def _keys(obj: dict) -> dict:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import re
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Iterator
 
 from likeme.errors import IngestError
 from likeme.ingest import Message
-from likeme.ingest._io import clean_name, parse_iso, read_head, read_text, strip_invisible
+from likeme.ingest._io import clean_name, parse_iso, read_head, strip_invisible
 
 NAME = "discord-csv"
 DESCRIPTION = "DiscordChatExporter CSV (AuthorID,Author,Date,Content,Attachments,Reactions)"
@@ -67,43 +66,27 @@ def sniff(path: Path) -> bool:
 
 
 def parse(path: Path, *, me: str | None = None, **_) -> Iterator[Message]:
-    """The channel's rows in file (chronological) order."""
+    """The channel's rows in file (chronological) order, read by the one table reader (likeme.tables)."""
+    from likeme.tables import cell, has_column, records
+
     path = Path(path)
-    text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-    except csv.Error as e:
-        raise IngestError(path, "line 1", f"invalid CSV: {e}") from None
-    cols = {c.strip().lower(): i for i, c in enumerate(header or [])}
-    missing = [c for c in ("author", "date", "content") if c not in cols]
-    if missing:
-        raise IngestError(path, "line 1", f"not a DiscordChatExporter CSV: no {', '.join(missing)} column")
     conversation = _conversation(path)
-    a, d, c = cols["author"], cols["date"], cols["content"]
-    att = cols.get("attachments")
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise IngestError(path, f"line {reader.line_num}", f"invalid CSV: {e}") from None
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"line {reader.line_num}"
-        if len(row) <= max(a, d, c):
-            raise IngestError(path, where, f"expected {len(cols)} columns, found {len(row)}")
-        content = _CUSTOM_EMOJI.sub(r"\1", strip_invisible(row[c]).replace("\r\n", "\n")).strip()
-        attachments = row[att].strip() if att is not None and att < len(row) else ""
+    for where, row in records(path):
+        missing = [c for c in ("author", "date", "content") if not has_column(row, c)]
+        if missing:
+            raise IngestError(path, "line 1", f"not a DiscordChatExporter CSV: no {', '.join(missing)} column")
+        if any(cell(row, c) is None for c in ("author", "date", "content")):
+            raise IngestError(path, where, f"expected {len(row)} columns, found {sum(v is not None for v in row.values())}")
+        content = _CUSTOM_EMOJI.sub(r"\1", strip_invisible(cell(row, "content")).replace("\r\n", "\n")).strip()
+        attachments = (cell(row, "attachments") or "").strip()
         if _SYSTEM.fullmatch(content):
             kind = "system"
         elif not content and attachments:
             kind = "media"
         else:
             kind = "text"
-        author = _DISCRIMINATOR.sub("", clean_name(row[a])).strip()
-        yield Message(PLATFORM, conversation, author, _when(path, row[d], where), content, kind)
+        author = _DISCRIMINATOR.sub("", clean_name(cell(row, "author"))).strip()
+        yield Message(PLATFORM, conversation, author, _when(path, cell(row, "date"), where), content, kind)
 
 
 def _conversation(path: Path) -> str:
