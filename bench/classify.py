@@ -6,7 +6,7 @@
 
 For each training-set size, both sides learn from the same training texts (a per-intent sample of
 banking77's train.csv) and are scored on the whole test.csv (3,080 texts, 77 intents). likeme:
-`train_classifier` with its defaults (smollm2-135m, last-block, the frozen-part cache, class weights,
+`train_classifier` with its defaults (smollm2-135m, last-blocks, the frozen-part cache, class weights,
 early stopping on a 10% stratified validation share of the sample), then `load_classifier(run).predict`
 on the test texts. Baseline: scikit-learn's TfidfVectorizer (word 1-2-grams, sublinear tf) +
 LogisticRegression, fitted on the whole sample (validation share included, which only helps it).

@@ -169,6 +169,26 @@ def test_training_changes_the_weights_and_separates_styles(tmp_path, tiny_st):
     assert m["triplet_accuracy"] > m["base_triplet_accuracy"] and m["auc"] > 0.9
 
 
+def test_ctrl_c_then_resume_through_the_cli(tmp_path, tiny_st):
+    from likeme.recipes.embed import EmbedConfig, train_embedder
+    from likeme.runs import Interrupted
+    from likeme.store import Store
+    from tiny import interrupt_at
+
+    db, out = tmp_path / "s.db", tmp_path / "run"
+    with Store(db) as store:
+        store.ingest_path(whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club.txt", 30, datetime(2024, 1, 1, 18)))
+    with pytest.raises(Interrupted, match="interrupted at step 7"):
+        train_embedder(EmbedConfig(name="Ana", db=str(db), base=str(tiny_st), max_steps=12, batch_size=8, eval_every=4,
+                                   out=str(out)), progress=False, callbacks=[interrupt_at(7)])
+    assert json.loads((out / "score.json").read_text())["base"]["coef"]  # the base's score, measured before training
+    cli("train", "embedder", "--out", out, "--resume", "-q")
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 13))
+    assert [r["step"] for r in rows if "eval_loss" in r] == [4, 8, 12]
+    assert set(json.loads((out / "score.json").read_text())) == {"name", "feature", "model", "base"}
+
+
 def test_train_on_a_pairs_file(tmp_path, tiny_st):
     from likeme.recipes.embed import EmbedConfig, train_embedder
 

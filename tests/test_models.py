@@ -397,19 +397,14 @@ def test_smollm2_converts_once_then_loads_from_safetensors(smollm2_home, monkeyp
     monkeypatch.setenv("LIKEME_HOME", str(smollm2_home))
     cache = smollm2_home / "models" / "smollm2-135m"
 
-    started = time.perf_counter()
     models.load_causal_lm("smollm2-135m")
-    first = time.perf_counter() - started
     assert (cache / "model.safetensors").stat().st_size > 500_000_000  # 135M float32 parameters
     assert [p.name for p in cache.parent.iterdir()] == ["smollm2-135m"]  # no temp folder left
     built_at = (cache / "model.safetensors").stat().st_mtime_ns
     assert models.resolve("smollm2-135m").ready
 
-    started = time.perf_counter()
     model, tokenizer = models.load_causal_lm("smollm2-135m")
-    second = time.perf_counter() - started
     assert (cache / "model.safetensors").stat().st_mtime_ns == built_at  # read, not rebuilt
-    assert second < max(5.0, first / 3), (first, second)
 
     assert model.config.tie_word_embeddings and model.config.num_hidden_layers == 30
     assert (tokenizer.eos_token, tokenizer.eos_token_id, model.generation_config.eos_token_id) == ("<|im_end|>", 2, 2)

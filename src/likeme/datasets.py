@@ -17,6 +17,9 @@ The split is by time: the latest `heldout` fraction of sessions is never trained
 Style and authorship (the embedder and `--label-by author` classifier): `store_sessions` keeps each
 session's text messages, `authorship_triplets` makes (anchor, positive, negative) from who wrote
 them, `labelled_messages` and `author_examples` label texts by their author.
+
+Labelled texts (the classifier): `label_order`, `stratified_split`, `class_weights`. Batches: `pad` and
+`collate` (the one padding function), `length_batches` (batches of similar length).
 """
 from __future__ import annotations
 

@@ -92,8 +92,8 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.name and not cfg.data:
         raise LikemeError("say whose style to learn: --as NAME (see likeme people), or give --data FILE")
-    run, cfg = runs.start("embedder", cfg, default_name=f"{runs.slug(cfg.name or Path(cfg.data).stem)}-embedder",
-                          resume=resume)
+    stem = cfg.name or (Path(cfg.data).stem if cfg.data else "")
+    run, cfg = runs.start("embedder", cfg, default_name=f"{runs.slug(stem)}-embedder", resume=resume)
     # NAME's sessions, split by time, give the authorship triplets (without --data) and the likeness score.
     train_s, held_s, provenance = _sessions(cfg) if cfg.name else ([], [], {})
     if cfg.data:
