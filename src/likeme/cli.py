@@ -623,9 +623,9 @@ def classify(run, texts, data, text_column, label_column, top, as_json):
         label_column = label_column or clf.meta.get("label_column") or "label"
         texts, labels = read_labelled(data, text_column, label_column, need_labels=False)
         if labels is not None:  # a labelled file: score the run on it
-            from likeme.evaluate import eval_classifier
+            from likeme.evaluate import score_classifier
 
-            r = eval_classifier(clf, data, text_column=text_column, label_column=label_column)
+            r = score_classifier(clf, texts, labels)
             click.echo(json.dumps(r, ensure_ascii=False) if as_json else _classification_report(r))
             return
     else:

@@ -240,15 +240,15 @@ def _check_size(name: str, data: VoiceData, need_heldout: bool, min_replies: int
         raise LikemeError(f"no held-out session with a reply by {name}: ingest chats spanning more sessions")
 
 
-def pad(rows: list[list[int]], pad_id: int, fill=None) -> tuple:
-    """Right-pad lists of ids into a (B, T) tensor and its attention mask; `fill` pads with another value.
+def pad(rows: list[list[int]], value: int) -> tuple:
+    """Right-pad lists of ids with `value` into a (B, T) tensor, and its attention mask.
 
-    Example (pad_id=2): [[5, 6, 7], [8]] -> ids [[5, 6, 7], [8, 2, 2]], mask [[1, 1, 1], [1, 0, 0]]
+    Example (value=2): [[5, 6, 7], [8]] -> ids [[5, 6, 7], [8, 2, 2]], mask [[1, 1, 1], [1, 0, 0]]
     """
     import torch
 
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id if fill is None else fill, dtype=torch.long)  # (B, T)
+    ids = torch.full((len(rows), width), value, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
@@ -270,7 +270,7 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     out = {"input_ids": ids, "attention_mask": mask}
     if "labels" in batch[0]:
         labels = [b["labels"] for b in batch]
-        out["labels"] = pad(labels, pad_id, fill=IGNORE)[0] if isinstance(labels[0], list) \
+        out["labels"] = pad(labels, IGNORE)[0] if isinstance(labels[0], list) \
             else torch.tensor(labels, dtype=torch.long)  # (B, T) or (B,)
     return out
 

@@ -210,11 +210,15 @@ def eval_classifier(run, data_file, text_column: str | None = None, label_column
     from likeme.classifier import load_classifier
     from likeme.tables import read_labelled
 
-    clf = run if hasattr(run, "predict") else load_classifier(run)
+    clf = load_classifier(run)
     texts, labels = read_labelled(data_file, text_column or clf.meta.get("text_column") or "text",
                                   label_column or clf.meta.get("label_column") or "label")
-    guesses = [label for label, _ in clf.predict(texts)]
-    return classification_metrics(labels, guesses, clf.labels)
+    return score_classifier(clf, texts, labels)
+
+
+def score_classifier(clf, texts: list[str], labels: list[str]) -> dict:
+    """`classification_metrics` of a loaded Classifier's predictions for `texts` against `labels`."""
+    return classification_metrics(labels, [label for label, _ in clf.predict(texts)], clf.labels)
 
 
 def evaluate(run, data, *, name: str | None = None, format: str | None = None, me: str | None = None,
