@@ -138,6 +138,7 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
         # Pairs only (a --data file without negatives): in-batch negatives are all there is (MNRL,
         # Henderson et al. 2017); the pairs are assumed to be about different things.
         loss = MultipleNegativesRankingLoss(model)
+
     def score_of(m) -> dict | None:  # the likeness score of NAME on model m (embedder.py)
         return embedder.fit_score(m, cfg.name, train_s, held_s, max_per_side=cfg.centroid_max, seed=cfg.seed) \
             if cfg.name else None
@@ -146,10 +147,10 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
     with run.recording():
         if "baseline" not in run.meta:  # the base model's figures, measured once (a resumed run has them)
             base_calib = score_of(model)
+            base_auc = _r(base_calib.pop("heldout_auc")) if base_calib else None
             if base_calib:
                 _write_score(run.path, cfg.name, base=base_calib)
-            run.update(baseline={key: _r(_evaluate(model, loss, held_rows, cfg.batch_size)[1]),
-                                 "auc": _r(base_calib["heldout_auc"]) if base_calib else None})
+            run.update(baseline={key: _r(_evaluate(model, loss, held_rows, cfg.batch_size)[1]), "auc": base_auc})
         model = trainable.select(model, "all")
         eval_rows = held_rows[:: max(1, -(-len(held_rows) // cfg.eval_max))] if held_rows else []
 
