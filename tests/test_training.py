@@ -132,3 +132,22 @@ def test_a_killed_training_resumes_with_each_step_once(tmp_path, tiny_lm):
     assert [r["step"] for r in rows if "eval_loss" in r] == list(range(4, 41, 4))
     assert all(b["seconds"] >= a["seconds"] for a, b in zip(rows, rows[1:]))  # training time counts on
     assert "status: done" in (out / "run.yaml").read_text() and (out / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_perplexity_of_a_lora_model_is_its_merged_models(tiny_lm):
+    """The fast path (the LM head at labelled positions only) runs through a PEFT wrapper's LoRA layers."""
+    import peft
+
+    from likeme.datasets import IGNORE
+    from likeme.evaluate import perplexity
+    from likeme.models import load_causal_lm
+
+    model, tok = load_causal_lm(tiny_lm)
+    torch.manual_seed(1)
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    ids = tok("hey, are you coming tonight? see you soon")["input_ids"]
+    examples = [{"input_ids": ids, "labels": [IGNORE] * 4 + ids[4:]}]
+    with_lora = perplexity(lora, examples, tok.pad_token_id)
+    merged = perplexity(lora.merge_and_unload(), examples, tok.pad_token_id)
+    assert with_lora == pytest.approx(merged, rel=1e-5)
+    assert with_lora != pytest.approx(perplexity(load_causal_lm(tiny_lm)[0], examples, tok.pad_token_id), rel=1e-3)

@@ -461,21 +461,31 @@ def train_voice_cmd(config_file, resume, quiet, **flags):
 @click.option("--as", "name", default=None, metavar="NAME", help="Whose messages to score (voice, embedder).")
 @click.option("--format", "format_", metavar="NAME", default=None, help="Format of --data (default: detected).")
 @click.option("--me", metavar="NAME", default=None, help="Your name, for exports that only say 'from me'.")
+@click.option("--max-replies", type=int, default=None,
+              help="Voice: score at most this many of NAME's replies, spread evenly (default 400; 0: all).")
+@click.option("--judge", metavar="RUN", default=None,
+              help="Voice: also write replies and have this run judge them (an embedder or author classifier of "
+                   "NAME, or a reward run).")
+@click.option("--samples", type=int, default=50, show_default=True,
+              help="Voice with --judge: how many of NAME's replies to write again, by the run and by its base.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Voice with --judge: the sampling seed.")
 @click.option("--text-column", default=None, help="Classifier: the text column of --data.")
 @click.option("--label-column", default=None, help="Classifier: the label column of --data.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(run, data, name, format_, me, text_column, label_column, as_json):
+def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, text_column, label_column, as_json):
     """How like you a run is, on data it never saw.
 
     \b
-    voice:      perplexity of NAME's replies, run and base model
+    voice:      perplexity of NAME's replies, run and base model; with --judge, the judge's
+                likeness score of replies the run writes, beside NAME's real ones and the base's
     classifier: accuracy and macro-F1 on a labelled file
     embedder:   triplet accuracy and score ROC-AUC for NAME, run and base model"""
     from likeme import evaluate
 
     recipe, r = evaluate.evaluate(run, data, name=name, format=format_, me=me, text_column=text_column,
-                                  label_column=label_column)
-    click.echo(json.dumps(r) if as_json else evaluate.summary(recipe, r, name))
+                                  label_column=label_column, max_replies=max_replies, judge=judge,
+                                  samples=samples, seed=seed)
+    click.echo(json.dumps(r, ensure_ascii=False) if as_json else evaluate.summary(recipe, r, name))
 
 
 @cli.command()

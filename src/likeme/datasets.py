@@ -162,33 +162,66 @@ def _partner(sessions, name: str) -> str:
     return counts.most_common(1)[0][0] if counts else ""
 
 
+def even_sample(items: list, n: int | None) -> list:
+    """At most `n` items spread evenly over the list, in order (all when n is None or 0).
+
+    Example: even_sample(list(range(10)), 4) -> [0, 2, 5, 7]
+    """
+    if not n or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def split_by_time(sessions: list, heldout: float) -> tuple[list, list]:
     """The latest `heldout` fraction of sessions (at least one) is held out: [s1..s10], 0.1 -> [s1..s9], [s10]."""
     n_held = max(1, math.ceil(len(sessions) * heldout)) if heldout > 0 and len(sessions) > 1 else 0
     return sessions[: len(sessions) - n_held], sessions[len(sessions) - n_held:]
 
 
-def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,
-                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES) -> VoiceData:
-    """Every reply of NAME (a NAME turn with at least one turn before it in its session).
-    `heldout=0` puts everything in `train` (for scoring a file never trained on)."""
+@dataclass
+class Reply:
+    """One reply of NAME and the turns before it in its session (at most `context_turns` of them)."""
+
+    context: list[Turn]
+    reply: Turn
+    prefix_names: bool  # more than two people in the chat: other people's turns read "Name: text"
+
+
+def reply_sessions(store, name: str, *, heldout: float = 0.1, gap=None) -> tuple[list, list, str]:
+    """(training sessions, held-out sessions, partner) of the conversations NAME writes in, split by time;
+    the partner is the person NAME talks to most (who the user plays in `likeme chat`)."""
     from likeme.store import DEFAULT_SESSION_GAP
 
     sessions = _sessions_with(store, name, gap or DEFAULT_SESSION_GAP)
     train_s, held_s = split_by_time(sessions, heldout)
+    return train_s, held_s, _partner(sessions, name)
+
+
+def replies(sessions, name: str, context_turns: int = 8) -> list[Reply]:
+    """Every reply of NAME in `reply_sessions`' sessions: a NAME turn with at least one turn before it.
+
+    Example (NAME "Ana"): a session [Sam "hi", Ana "hey", Bo "yo", Ana "ok"] ->
+      [Reply([Sam "hi"], Ana "hey"), Reply([Sam "hi", Ana "hey", Bo "yo"], Ana "ok")]
+    """
+    return [Reply(turns[max(0, i - context_turns): i], t, prefix)
+            for _, prefix, turns in sessions for i, t in enumerate(turns) if t.author == name and i > 0]
+
+
+def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,
+                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES) -> VoiceData:
+    """Every reply of NAME, tokenized with its context (`persona_example`).
+    `heldout=0` puts everything in `train` (for scoring a file never trained on)."""
+    train_s, held_s, partner = reply_sessions(store, name, heldout=heldout, gap=gap)
 
     def build(group):
         out = []
-        for _, prefix, turns in group:
-            for i, t in enumerate(turns):
-                if t.author == name and i > 0:
-                    ex = persona_example(tokenizer, turns[max(0, i - context_turns): i], t, name,
-                                         prefix_names=prefix, max_length=max_length)
-                    if ex:
-                        out.append(ex)
+        for r in replies(group, name, context_turns):
+            ex = persona_example(tokenizer, r.context, r.reply, name, prefix_names=r.prefix_names, max_length=max_length)
+            if ex:
+                out.append(ex)
         return out
 
-    data = VoiceData(build(train_s), build(held_s), len(train_s), len(held_s), 0, _partner(sessions, name))
+    data = VoiceData(build(train_s), build(held_s), len(train_s), len(held_s), 0, partner)
     data.replies = len(data.train) + len(data.heldout)
     _check_size(name, data, heldout > 0, min_replies)
     return data
@@ -197,12 +230,9 @@ def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_
 def transcript_dataset(store, name: str, tokenizer, *, block_size: int = 512, loss_on: str = "me",
                        heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES) -> VoiceData:
     """All participants as "Name: message" lines; sessions joined by EOS and packed into blocks."""
-    from likeme.store import DEFAULT_SESSION_GAP
-
     if loss_on not in ("me", "all"):
         raise LikemeError(f"--loss-on must be 'me' or 'all', not {loss_on!r}")
-    sessions = _sessions_with(store, name, gap or DEFAULT_SESSION_GAP)
-    train_s, held_s = split_by_time(sessions, heldout)
+    train_s, held_s, partner = reply_sessions(store, name, heldout=heldout, gap=gap)
     eos = tokenizer.eos_token_id
 
     def build(group):
@@ -226,7 +256,7 @@ def transcript_dataset(store, name: str, tokenizer, *, block_size: int = 512, lo
         return blocks, lines
 
     (train, n1), (held, n2) = build(train_s), build(held_s)
-    data = VoiceData(train, held, len(train_s), len(held_s), n1 + n2, _partner(sessions, name))
+    data = VoiceData(train, held, len(train_s), len(held_s), n1 + n2, partner)
     _check_size(name, data, heldout > 0, min_replies)
     return data
 

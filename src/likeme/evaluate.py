@@ -14,10 +14,19 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 
+from likeme.errors import LikemeError
+
+MAX_REPLIES = 400  # replies scored by `likeme eval` at most: a perplexity over 400 replies moves by a few % with the sample
+
 
 def perplexity(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> float:
     """exp(mean negative log-likelihood over every labelled token), the same weighting whatever the
-    batching (the Trainer's eval_loss averages per batch, which is not)."""
+    batching (the Trainer's eval_loss averages per batch, which is not).
+
+    Rows are batched longest first (similar lengths pad less), and the LM head runs only where a token
+    is labelled: in a reply with 8 turns of context most positions are not, and SmolLM2's head (576 x
+    49,152) costs about a fifth of a forward pass per position.
+    """
     import torch
 
     from likeme.datasets import IGNORE, collate
@@ -27,31 +36,49 @@ def perplexity(model, examples: list[dict], pad_id: int, batch_size: int = 8) ->
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    body, head = _body_and_head(model)
     nll, count = 0.0, 0
-    # Longest first: batches of similar length pad less.
     ordered = sorted(examples, key=lambda e: -len(e["input_ids"]))
     with torch.no_grad():
         for i in range(0, len(ordered), batch_size):
             batch = {k: v.to(device) for k, v in collate(ordered[i: i + batch_size], pad_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            logits = logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
-            target = batch["labels"][:, 1:]  # (B, T-1)
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
-            nll += loss.item()
-            count += int((target != IGNORE).sum())
+            target = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t+1
+            keep = target != IGNORE  # (B, T-1)
+            if body is not None:
+                hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                logits = head(hidden[:, :-1][keep]).float()  # (N, V): the labelled positions only
+            else:
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logits = logits[:, :-1][keep].float()  # (N, V)
+            nll += torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum").item()
+            count += int(keep.sum())
     if was_training:
         model.train()
     return math.exp(nll / count) if count else float("nan")
 
 
-def eval_voice(run, data, name: str, *, format: str | None = None, me: str | None = None) -> dict:
+def _body_and_head(model):
+    """(transformer body, LM head) of a plain causal LM whose logits are head(last hidden state), else
+    (None, None): a model that scales or caps its logits (Gemma 2, Cohere) is run whole."""
+    if hasattr(model, "get_base_model"):  # PEFT: the wrapped model, its LoRA layers injected in place
+        model = model.get_base_model()
+    config = getattr(model, "config", None)
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    plain = not any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale"))
+    return (body, head) if body is not None and head is not None and plain and body is not model else (None, None)
+
+
+def eval_voice(run, data, name: str, *, max_replies: int | None = MAX_REPLIES, format: str | None = None,
+               me: str | None = None) -> dict:
     """Perplexity of NAME's replies in an export under a voice run and under its base model.
 
     The export is ingested into a temporary store (yours is left alone); examples are built with
-    the run's own rules (persona format, context turns, block size, session gap).
+    the run's own rules (persona format, context turns, block size, session gap); at most
+    `max_replies` of them, spread evenly over the export (None or 0: all).
 
-    Example: eval_voice("runs/robin", "later.txt", "Robin") -> {"ppl": 38.2, "base_ppl": 410.7, "replies": 406}
+    Example: eval_voice("runs/robin", "later.txt", "Robin")
+      -> {"ppl": 38.2, "base_ppl": 410.7, "replies": 400, "replies_in_export": 406}
     """
     from datetime import timedelta
 
@@ -64,18 +91,101 @@ def eval_voice(run, data, name: str, *, format: str | None = None, me: str | Non
         examples = datasets.persona_dataset(
             store, name, tok, context_turns=cfg.get("context_turns", 8), max_length=cfg.get("block_size", 512),
             heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
+    scored = datasets.even_sample(examples, max_replies)
     batch = cfg.get("batch_size", 8)
-    ppl = perplexity(model, examples, tok.pad_token_id, batch)
+    ppl = perplexity(model, scored, tok.pad_token_id, batch)
     del model
     base = runs.base_of(ref.path, meta)
-    base_ppl = perplexity(models.load_causal_lm(base)[0], examples, tok.pad_token_id, batch) if base else float("nan")
-    return {"ppl": round(ppl, 4), "base_ppl": round(base_ppl, 4), "replies": len(examples)}
+    base_ppl = perplexity(models.load_causal_lm(base)[0], scored, tok.pad_token_id, batch) if base else float("nan")
+    return {"ppl": round(ppl, 4), "base_ppl": round(base_ppl, 4), "replies": len(scored),
+            "replies_in_export": len(examples)}
+
+
+def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0, max_new_tokens: int = 64,
+                format: str | None = None, me: str | None = None) -> dict:
+    """Does what the voice writes sound like NAME? For `samples` of NAME's replies in an export (an even
+    sample), the run and its base model each write a reply to the same context; a judge (`judge.py`:
+    an embedder, author-classifier or reward run of NAME) scores them beside NAME's real reply.
+
+    Reported, for the run's replies (no suffix), the real ones (_real) and the base model's (_base):
+      judge_score   mean judge score;
+      judge_auc     ROC-AUC of the judge at telling the real replies from the generated ones (0.5: it
+                    cannot tell them apart, the goal; 1.0: it always can);
+      distinct_1/2  distinct words and word pairs over all words and pairs (Li et al. 2016): low is
+                    collapse into a few stock replies;
+      mean_words, clean_end (the share of replies that ended by themselves, not at max_new_tokens);
+      judge_strength_auc: the judge's ROC-AUC at telling NAME's messages in the export from others',
+                    how far its other figures can be trusted.
+
+    Example: eval_judged("runs/robin", "later.txt", "Robin", "runs/robin-embedder", samples=50)
+      -> {"judge_score": 0.61, "judge_score_real": 0.83, "judge_score_base": 0.22, "judge_auc": 0.71, ...}
+    """
+    from datetime import timedelta
+
+    from likeme import datasets, generate, runs
+    from likeme.judge import Judge, load_judge
+
+    ref, meta = _run(run, "voice")
+    cfg = meta.get("config") or {}
+    judge = judge if isinstance(judge, Judge) else load_judge(judge, name)
+    gap = timedelta(hours=cfg.get("session_gap_hours", 6.0))
+    with _temporary_store(data, format, me) as store:
+        sessions = datasets.reply_sessions(store, name, heldout=0.0, gap=gap)[0]
+        picked = datasets.even_sample(datasets.replies(sessions, name, cfg.get("context_turns", 8)), samples)
+        texts, is_name = datasets.labelled_messages(datasets.store_sessions(store, name, gap=gap), name)
+    if not picked:
+        raise LikemeError(f"{data}: no reply by {name} with a message before it to judge")
+    contexts = [r.context for r in picked]
+    real = [r.reply.text for r in picked]
+    out: dict = {"samples": len(picked), "judge": judge.kind, "judge_strength_auc": _round(judge.strength(texts, is_name))}
+    real_scores = judge.score(real, contexts)
+    out.update(_reply_figures(real, real_scores, None, None, "_real"))
+    base = runs.base_of(ref.path, meta)
+    for suffix, model in (("", ref.path), ("_base", base)):
+        if model is None:
+            continue
+        voice = generate.load(model, name=name, partner=meta.get("partner"), format=cfg.get("format"),
+                              context_turns=cfg.get("context_turns"))
+        written = [voice.reply(c, seed=seed + i, max_new_tokens=max_new_tokens) for i, c in enumerate(contexts)]
+        del voice
+        out.update(_reply_figures(written, judge.score(written, contexts), real_scores,
+                                  [w.finish == "stop" for w in written], suffix))
+        if suffix == "":
+            out["examples"] = [{"context": f"{c[-1].author}: {c[-1].text}", "real": r, "written": str(w)}
+                               for c, r, w in list(zip(contexts, real, written))[:5]]
+    return out
+
+
+def _reply_figures(texts: list[str], scores: list[float], real_scores, ended, suffix: str) -> dict:
+    from likeme.embedder import auc
+
+    words = [t.split() for t in texts]
+    out = {f"judge_score{suffix}": _round(sum(scores) / len(scores)),
+           f"distinct_1{suffix}": _round(distinct(words, 1)), f"distinct_2{suffix}": _round(distinct(words, 2)),
+           f"mean_words{suffix}": _round(sum(map(len, words)) / len(words))}
+    if real_scores is not None:  # real replies (1) against these (0)
+        out[f"judge_auc{suffix}"] = _round(auc([1] * len(real_scores) + [0] * len(scores), [*real_scores, *scores]))
+    if ended is not None:
+        out[f"clean_end{suffix}"] = _round(sum(ended) / len(ended))
+    return out
+
+
+def distinct(token_lists: list[list[str]], n: int) -> float:
+    """Distinct n-grams over all n-grams of all the texts (Li et al. 2016, "A Diversity-Promoting Objective").
+
+    Example: distinct([["ok", "ok"], ["ok", "sure"]], 1) -> 2 / 4 = 0.5; the same with n=2 -> 2 / 2 = 1.0
+    """
+    grams = [tuple(t[i: i + n]) for t in token_lists for i in range(len(t) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+def _round(x) -> float | None:
+    return None if x is None or x != x else round(float(x), 4)
 
 
 def _run(run, recipe: str):
     """(ModelRef, run.yaml) of a run made by `recipe`, or a one-line error."""
     from likeme import models, runs
-    from likeme.errors import LikemeError
 
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
@@ -126,7 +236,6 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
     from datetime import timedelta
 
     from likeme import datasets, embedder
-    from likeme.errors import LikemeError
 
     ref, meta = _run(run, "embedder")
     cfg = meta.get("config") or {}
@@ -222,12 +331,13 @@ def score_classifier(clf, texts: list[str], labels: list[str]) -> dict:
 
 
 def evaluate(run, data, *, name: str | None = None, format: str | None = None, me: str | None = None,
-             text_column: str | None = None, label_column: str | None = None) -> tuple[str, dict]:
-    """(recipe, figures) of a run on data it never saw, whichever recipe made it (`likeme eval`).
+             text_column: str | None = None, label_column: str | None = None, max_replies: int | None = None,
+             judge=None, samples: int = 50, seed: int = 0) -> tuple[str, dict]:
+    """(recipe, figures) of a run on data it never saw, whichever recipe made it (`likeme eval`); a voice
+    with a `judge` also gets `eval_judged`'s figures.
 
     Example: evaluate("runs/robin", "later.txt", name="Robin") -> ("voice", {"ppl": 38.2, "base_ppl": 410.7, ...})
     """
-    from likeme.errors import LikemeError
     from likeme.inference import recipe_of
 
     recipe = recipe_of(run)
@@ -237,7 +347,11 @@ def evaluate(run, data, *, name: str | None = None, format: str | None = None, m
         raise LikemeError(f"say whose messages to score: --as NAME (a {recipe} run is measured on one person)")
     if recipe == "embedder":
         return recipe, eval_embedder(run, data, name, format=format, me=me)
-    return recipe, eval_voice(run, data, name, format=format, me=me)
+    figures = eval_voice(run, data, name, max_replies=MAX_REPLIES if max_replies is None else max_replies,
+                         format=format, me=me)
+    if judge is not None:
+        figures.update(eval_judged(run, data, name, judge, samples=samples, seed=seed, format=format, me=me))
+    return recipe, figures
 
 
 def summary(recipe: str, r: dict, name: str | None = None) -> str:
@@ -248,4 +362,21 @@ def summary(recipe: str, r: dict, name: str | None = None) -> str:
         return (f"{name}: triplet accuracy {r['triplet_accuracy']:.3f} (base {r['base_triplet_accuracy']:.3f}), "
                 f"score AUC {r['auc']:.3f} (base {r['base_auc']:.3f})")
     drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
-    return f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, {drop:.0f}% lower)"
+    line = f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, {drop:.0f}% lower)"
+    if "judge_score" in r:
+        line += (f"\n{r['samples']} replies written and judged ({r['judge']}, which tells {name}'s messages from others' "
+                 f"with AUC {_fmt(r['judge_strength_auc'])}):\n"
+                 f"  judge score   run {_fmt(r['judge_score'])}, base {_fmt(r.get('judge_score_base'))}, "
+                 f"{name}'s real replies {_fmt(r['judge_score_real'])}\n"
+                 f"  real vs written, judge AUC (0.5: cannot tell)   run {_fmt(r['judge_auc'])}, "
+                 f"base {_fmt(r.get('judge_auc_base'))}\n"
+                 f"  distinct-2    run {_fmt(r['distinct_2'])}, base {_fmt(r.get('distinct_2_base'))}, "
+                 f"real {_fmt(r['distinct_2_real'])}\n"
+                 f"  words/reply   run {_fmt(r['mean_words'])}, base {_fmt(r.get('mean_words_base'))}, "
+                 f"real {_fmt(r['mean_words_real'])}; ended cleanly: run {_fmt(r['clean_end'])}, "
+                 f"base {_fmt(r.get('clean_end_base'))}")
+    return line
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)

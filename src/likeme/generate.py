@@ -396,12 +396,13 @@ class _Streamer:
 
 
 def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name: str | None = None,
-         partner: str | None = None) -> Voice:
+         partner: str | None = None, format: str | None = None, context_turns: int | None = None) -> Voice:
     """A run folder (or any causal LM name `models.resolve` knows) -> a `Voice` ready to reply.
 
     device: default CUDA when available (in bfloat16 there), else the CPU in float32.
     dtype: a torch dtype or its name ("float16"), overriding the default above.
     name, partner: override run.yaml's `as:` and `partner:` (needed to chat with a plain base model).
+    format, context_turns: override the run's (to prompt a base model as a run was trained).
 
     Example: load("runs/ana-voice") -> Voice(name='Ana', partner='Sam', run='runs/ana-voice', device='cpu')
     """
@@ -426,8 +427,8 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
     model, tokenizer = models.load_causal_lm(ref, dtype=dtype, device=device)
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}  # the recipe's resolved settings
     return Voice(model, tokenizer, name=name or _opt_str(meta.get("as")), partner=partner or _opt_str(meta.get("partner")),
-                 run=str(run), format=config.get("format"),
-                 context_turns=int(config.get("context_turns") or CONTEXT_TURNS))
+                 run=str(run), format=format or config.get("format"),
+                 context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
 
 
 def _opt_str(x) -> str | None:
