@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -192,8 +193,12 @@ def _print_all(results, prefix: str = "") -> None:
 @click.option("-m", "--message", metavar="TEXT", default=None,
               help="Print NAME's reply to this one message and exit ('-': read it from stdin). "
                    "Without it: an interactive chat.")
+@click.option("--best-of", type=int, default=1, show_default=True,
+              help="Write this many replies and show the one --judge finds most like NAME.")
+@click.option("--judge", metavar="RUN", default=None,
+              help="With --best-of: the run that picks (an embedder or author classifier of NAME, or a reward run).")
 @sampling_options
-def chat(run, message, **flags):
+def chat(run, message, best_of, judge, **flags):
     """Chat with a trained voice: you write as the partner, it answers as NAME.
 
     RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
@@ -202,15 +207,23 @@ def chat(run, message, **flags):
     likeme chat ana-voice
     likeme chat ana-voice --message "are you coming tonight?" --seed 1
     echo "are you up?" | likeme chat ana-voice --message -
+    likeme chat ana-voice --best-of 4 --judge ana-embedder
     """
     try:
         text = _text_arg(message, "message") if message is not None else None
+        if best_of > 1 and not judge:
+            raise LikemeError("--best-of needs --judge RUN to pick with (an embedder or author classifier of NAME)")
         voice = _load_voice(run, flags)
         voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
+        pick = {}
+        if best_of > 1:
+            from likeme.judge import load_judge
+
+            pick = {"best_of": best_of, "judge": load_judge(judge, voice.name)}
         if text is None:
-            _repl(voice)
+            _repl(voice, pick)
             return
-        out = voice.reply([text], stream=_echo_piece)
+        out = voice.reply([text], stream=_echo_piece, **pick)
         if isinstance(out, list):
             _print_all(out)
         else:
@@ -230,7 +243,7 @@ Type a message as {partner} and press Enter; {name} answers.
   /quit                leave (Ctrl-D too). Ctrl-C stops a reply as it is being written."""
 
 
-def _repl(voice) -> None:
+def _repl(voice, pick: dict) -> None:
     """The interactive chat. A seed (--seed or /set seed) seeds the next reply only, so that a whole
     session replays the same while its replies still differ from each other."""
     import dataclasses
@@ -281,7 +294,7 @@ def _repl(voice) -> None:
         click.echo(f"{voice.name}> ", nl=False)
         try:
             out = voice.reply(history, stream=lambda p: (pieces.append(p), _echo_piece(p)),
-                              **({"seed": seed} if seed is not None else {}))
+                              **({"seed": seed} if seed is not None else {}), **pick)
         except KeyboardInterrupt:
             click.echo()
             click.echo("(stopped)", err=True)
@@ -407,6 +420,100 @@ def generate_text(run, prompt, echo, **flags):
     except KeyboardInterrupt:
         click.echo("", err=True)
         sys.exit(130)
+
+
+# -- preference pairs: likeme.pairs -----------------------------------------------------------
+
+
+@cli.command()
+@click.option("--from", "run", required=True, metavar="RUN", help="The voice run that writes the rejected replies.")
+@click.option("--as", "name", default=None, metavar="NAME", help="Whose replies are chosen (the run's NAME; checked).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSONL file to add the pairs to (default: $LIKEME_HOME/pairs/NAME.jsonl).")
+@click.option("--per-context", type=int, default=1, show_default=True, help="Written replies per context.")
+@click.option("--max-contexts", type=int, default=200, show_default=True,
+              help="NAME's training replies used at most, spread evenly (0: all; each costs a generation).")
+@click.option("--others", is_flag=True, help="Also pair each real reply against someone else's message in its session.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-new-tokens", type=int, default=None, help="Stop a written reply after this many tokens.")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature of the written replies.")
+@db_option
+def pairs(run, name, out, per_context, max_contexts, others, seed, max_new_tokens, temperature, db):
+    """Preference pairs from NAME's own replies: chosen the real reply, rejected what the voice writes.
+
+    Training sessions only (the run's held-out ones never appear). JSONL in TRL's conversational
+    prompt / chosen / rejected format, for likeme train reward and likeme train prefer."""
+    from likeme import pairs as pairs_
+    from likeme.models import resolve
+    from likeme.runs import read_meta
+
+    ref = resolve(run)
+    meta = read_meta(ref.path) if ref.kind == "run" else {}
+    if name and meta.get("as") and name != meta["as"]:
+        raise LikemeError(f"{run} speaks as {meta['as']!r}, not {name!r}: pairs are the run's own NAME's")
+    path = Path(out) if out else pairs_.default_path(meta.get("as") or name or "pairs")
+    bar = _bar_if_tty(max_contexts or None, "contexts")
+    try:
+        n = pairs_.append(path, pairs_.from_run(
+            run, db=db, per_context=per_context, max_contexts=max_contexts or None, others=others, seed=seed,
+            sampling={"max_new_tokens": max_new_tokens, "temperature": temperature},
+            progress=bar.update if bar else None))
+    finally:
+        if bar:
+            bar.close()
+    click.echo(f"{path}: {n} pairs added")
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSONL file to add your choices to (default: $LIKEME_HOME/pairs/NAME.jsonl).")
+@click.option("--seed", type=int, default=None, help="Which contexts come up, and the replies written (default: random).")
+@click.option("--max-new-tokens", type=int, default=None, help="Stop a written reply after this many tokens.")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature of the written replies.")
+@db_option
+def compare(run, out, seed, max_new_tokens, temperature, db):
+    """You pick: for one of NAME's chats after another, the voice writes two replies and you say which
+    sounds more like NAME (1 or 2; s skips, q or Ctrl-D stops). Each choice is added as a pair."""
+    import random
+
+    from likeme import pairs as pairs_
+    from likeme.datasets import chat_messages
+
+    voice, found = pairs_.training_replies(run, db=db, sampling={"max_new_tokens": max_new_tokens,
+                                                                 "temperature": temperature})
+    path = Path(out) if out else pairs_.default_path(voice.name)
+    rng = random.Random(seed)
+    kept = 0
+    click.echo(f"Which reply sounds more like {voice.name}? 1 or 2 (s: skip, q: stop). Choices go to {path}", err=True)
+    for _ in range(len(found)):
+        r = rng.choice(found)
+        a, b = voice.reply(r.context, num_return_sequences=2, seed=rng.randrange(2**31))
+        if pairs_.same(a, b):
+            continue
+        click.echo("")
+        for t in r.context[-4:]:
+            click.echo(f"  {t.author}: {t.text}")
+        click.echo(f"1) {voice.name}: {a}\n2) {voice.name}: {b}")
+        try:
+            answer = input("> ").strip().lower()
+        except EOFError:
+            break
+        if answer in ("q", "quit"):
+            break
+        if answer in ("1", "2"):
+            chosen, rejected = (a, b) if answer == "1" else (b, a)
+            kept += pairs_.append(path, [pairs_.pair(chat_messages(r.context, voice.name, r.prefix_names),
+                                                     str(chosen), str(rejected))])
+    click.echo(f"{path}: {kept} choices added", err=True)
+
+
+def _bar_if_tty(total, unit: str):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=f" {unit}", file=sys.stderr, leave=False)
 
 
 # -- training ---------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ class Reply:
     context: list[Turn]
     reply: Turn
     prefix_names: bool  # more than two people in the chat: other people's turns read "Name: text"
+    others: tuple[str, ...] = ()  # what other people wrote in the same session, outside this context
 
 
 def reply_sessions(store, name: str, *, heldout: float = 0.1, gap=None) -> tuple[list, list, str]:
@@ -203,8 +204,14 @@ def replies(sessions, name: str, context_turns: int = 8) -> list[Reply]:
     Example (NAME "Ana"): a session [Sam "hi", Ana "hey", Bo "yo", Ana "ok"] ->
       [Reply([Sam "hi"], Ana "hey"), Reply([Sam "hi", Ana "hey", Bo "yo"], Ana "ok")]
     """
-    return [Reply(turns[max(0, i - context_turns): i], t, prefix)
-            for _, prefix, turns in sessions for i, t in enumerate(turns) if t.author == name and i > 0]
+    out = []
+    for _, prefix, turns in sessions:
+        for i, t in enumerate(turns):
+            if t.author == name and i > 0:
+                start = max(0, i - context_turns)
+                others = tuple(u.text for j, u in enumerate(turns) if u.author != name and not start <= j < i)
+                out.append(Reply(turns[start:i], t, prefix, others))
+    return out
 
 
 def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,

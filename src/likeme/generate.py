@@ -119,11 +119,13 @@ class Generation(str):
 
     token_ids: tuple[int, ...]
     finish: str
+    candidates: tuple[tuple[str, float], ...]  # best-of-n: every sampled reply with its judge score
 
     def __new__(cls, text: str, token_ids: Iterable[int] = (), finish: str = "stop"):
         self = super().__new__(cls, text)
         self.token_ids = tuple(token_ids)
         self.finish = finish
+        self.candidates = ()
         return self
 
 
@@ -237,23 +239,44 @@ class Voice:
 
     # -- generating ------------------------------------------------------------------------------
 
-    def reply(self, history: Sequence, *, stream: Callable[[str], Any] | None = None,
-              **sampling: Any) -> Generation | list[Generation]:
+    def reply(self, history: Sequence, *, stream: Callable[[str], Any] | None = None, best_of: int = 1,
+              judge=None, **sampling: Any) -> Generation | list[Generation]:
         """NAME's next message after `history`: a str, or a list of `num_return_sequences` strs.
 
         history: message strings (the partner's), `(author, text)` pairs or `Turn`s, oldest first;
           turns by `name` are NAME's own earlier messages.
         stream: called with each piece of text as it is generated; the pieces join to the returned text.
-          Ignored when num_return_sequences > 1.
+          Ignored when num_return_sequences > 1; with best_of, called once with the chosen reply.
+        best_of, judge: sample `best_of` replies and return the one `judge` (judge.py: `.score(replies,
+          contexts)`, higher is more like NAME) scores highest; the candidates and their scores are in
+          its `.candidates`. An ensemble of attempts: more CPU per reply, a reply more like NAME.
         sampling: any `Sampling` field, for this call only: temperature=0.5, do_sample=False, seed=3, ...
 
-        Example: voice.reply(["hi"], seed=1) -> 'heyy'; voice.reply([]) -> NAME opens the chat.
+        Example: voice.reply(["hi"], seed=1) -> 'heyy'; voice.reply([]) -> NAME opens the chat;
+          voice.reply(["hi"], best_of=4, judge=load_judge("runs/ana-embedder", "Ana")) -> 'hey :)'
         """
+        if best_of > 1:
+            return self._best_of(history, best_of, judge, stream, sampling)
         settings = self.sampling.updated(**sampling)
         ids = self.prompt_ids(history, max_new_tokens=settings.max_new_tokens)
         # A transcript line ends at its newline (NAME's consecutive messages are one line per reply here).
         return self._sample(ids, settings, self.reply_stop_ids, stream, strip=True,
                             line=self.format == "transcript")
+
+    def _best_of(self, history: Sequence, n: int, judge, stream, sampling: dict) -> Generation:
+        if judge is None:
+            raise LikemeError("best_of needs a judge to pick with (an embedder, author classifier or reward run of "
+                              f"{self.name}: likeme.judge.load_judge(RUN, {self.name!r}))")
+        if sampling.get("num_return_sequences", self.sampling.num_return_sequences) > 1:
+            raise LikemeError("best_of returns one reply: leave num_return_sequences at 1")
+        candidates = self.reply(history, **{**sampling, "num_return_sequences": n})
+        context = _as_turns(history, self.name or "", self.partner)[-self.context_turns:]
+        scores = judge.score([str(c) for c in candidates], [context] * n)
+        best = candidates[max(range(n), key=scores.__getitem__)]
+        best.candidates = tuple(zip(map(str, candidates), scores))
+        if stream is not None and best:
+            stream(str(best))
+        return best
 
     def generate(self, prompt: str, *, stream: Callable[[str], Any] | None = None,
                  **sampling: Any) -> Generation | list[Generation]:
