@@ -1,11 +1,13 @@
 """Preference pairs from NAME's own replies (`likeme pairs`, `likeme compare`) and best-of-n with a judge."""
+
 import json
+from datetime import datetime
 
 import pytest
 
 from likeme import pairs
 from likeme.errors import LikemeError
-from tiny import likeme_cli
+from tiny import likeme_cli, whatsapp_export
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +21,15 @@ def runs(_tiny_models, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("pairs")
     three_person_store(tmp / "s.db").close()
-    voice = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp)),
-                                    max_steps=2, batch_size=4, eval_every=2, out=str(tmp / "voice")), progress=False)
+    lm = _copy(_tiny_models, "lm", tmp)
+    voice = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(lm), max_steps=2, batch_size=4,
+                                    eval_every=2, out=str(tmp / "voice")), progress=False)
     judge = train_embedder(EmbedConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "st", tmp)),
                                        max_steps=10, batch_size=8, lr=1e-3, eval_every=10, out=str(tmp / "judge")),
                            progress=False)
-    return {"voice": voice, "judge": judge, "db": tmp / "s.db"}
+    later = whatsapp_export(tmp / "WhatsApp Chat with group.txt", 3, datetime(2025, 1, 1, 9),
+                            lambda s: [("Sam", f"hey {s}"), ("Ana", "what's up"), ("Bo", "yo yo"), ("Ana", "ok then")])
+    return {"voice": voice, "judge": judge, "db": tmp / "s.db", "tiny_lm": lm, "later": later}
 
 
 def test_pairs_come_from_training_sessions_only(runs):
@@ -91,3 +96,55 @@ def test_best_of_n_returns_the_judges_favourite(runs):
     assert p.returncode == 0 and p.stdout == best + "\n"
     p = likeme_cli("chat", runs["voice"], "-m", "hi", "--best-of", 2)
     assert p.returncode == 1 and "--best-of needs --judge" in p.stderr
+
+
+def test_bradley_terry_loss_worked_example():
+    import torch
+
+    from likeme.training.losses import BradleyTerryLoss
+
+    logits = torch.tensor([[2.0], [0.0], [0.0], [0.0]])  # chosen 2, 0; rejected 0, 0
+    loss = BradleyTerryLoss()({"logits": logits}, torch.tensor([1, 1]))
+    assert loss.item() == pytest.approx((-torch.log(torch.sigmoid(torch.tensor(2.0))) + torch.log(torch.tensor(2.0))).item() / 2)
+    assert loss.item() == pytest.approx(0.4100, abs=1e-4)
+    flipped = BradleyTerryLoss()({"logits": logits}, torch.tensor([0, 1]))  # the first pair the other way round
+    assert flipped.item() == pytest.approx((2.1269 + 0.6931) / 2, abs=1e-4)
+
+
+def test_reward_model_learns_the_comparisons(runs, tmp_path):
+    """Pairs whose chosen reply is Ana's lower-case habit and rejected an assistant's answer: a few steps of
+    the tiny model's reward head rank held-out pairs right, and the run judges and scores."""
+    from likeme.datasets import Turn, chat_messages
+    from likeme.evaluate import eval_judged
+    from likeme.recipes.reward import RewardConfig, split_by_prompt, train_reward
+    from likeme.reward import load_reward
+    from tiny import LINES
+
+    assistant = ["Certainly! Here is what I think.", "As an AI, I would suggest a plan.", "Thank you for asking!"]
+    rows = []
+    for i in range(40):
+        prompt = chat_messages([Turn("Sam", f"question number {i}?")], "Ana", False)
+        rows.append(pairs.pair(prompt, LINES["Ana"][i % 8], assistant[i % 3]))
+    path = tmp_path / "p.jsonl"
+    pairs.append(path, rows)
+    train, val = split_by_prompt(rows, 0.2, 0)
+    assert len(val) == 8 and not {json_prompt(rows[i]) for i in train} & {json_prompt(rows[i]) for i in val}
+    run = train_reward(RewardConfig(pairs=str(path), base=str(runs["tiny_lm"]), trainable="all", lr=3e-4, val_fraction=0.2,
+                                    head_lr=3e-3, batch_size=8, max_steps=12, eval_every=6, out=str(tmp_path / "rm")),
+                       progress=False)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["val_accuracy"] == 1.0 and m["val_pairs"] == 8 and m["steps"] == 12
+    rows_logged = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows_logged if "eval_accuracy" in r] == [6, 12]
+    rm = load_reward(run)
+    assert rm.meta["as"] == "Ana"
+    good, bad = rm.score(["always lol", "Certainly! Here is what I think."])
+    assert good > bad
+    p = likeme_cli("score", run, "always lol", "Certainly! Here is what I think.", "--json")
+    assert [r["score"] for r in json.loads(p.stdout)] == pytest.approx([good, bad], abs=1e-3)
+    r = eval_judged(runs["voice"], runs["later"], "Ana", run, samples=2, max_new_tokens=6)
+    assert r["judge"] == "reward" and r["samples"] == 2
+
+
+def json_prompt(row):
+    return str(row["prompt"])

@@ -612,6 +612,28 @@ def models(as_json):
         click.echo(f"{r.name:<28} {r.kind:<8} {r.task:<19} {size:>10}  {r.note}{state}")
 
 
+from likeme.recipes.reward import RewardConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train_command("reward", RewardConfig)
+def train_reward_cmd(config_file, resume, quiet, **flags):
+    """A reward model of NAME from comparisons (--pairs FILE, from likeme pairs or likeme compare):
+    a scalar head trained so that the chosen reply scores above the rejected one.
+
+    \b
+    likeme train reward --pairs ~/.likeme/pairs/ana.jsonl
+    likeme train reward --pairs pairs.jsonl --base minilm"""
+    from likeme.recipes.reward import train_reward
+
+    _, run, m = run_recipe(RewardConfig, train_reward, config_file, flags, quiet, resume)
+    if "val_accuracy" in m:
+        click.echo(f"{run}: held-out pairwise accuracy {m['base_val_accuracy']:.3f} (untrained head) -> "
+                   f"{m['val_accuracy']:.3f} on {m['val_pairs']} pairs, after {m['steps']} steps")
+    else:
+        click.echo(f"{run}: trained on {m['train_pairs']} pairs (too few prompts to hold any out)")
+    click.echo(f"Use it as a judge: likeme eval VOICE_RUN --data EXPORT --as NAME --judge {run}")
+
+
 # -- match my vibe: style embeddings (likeme.recipes.embed, likeme.embedder, likeme.index) -----
 from likeme.recipes.embed import EmbedConfig  # noqa: E402  (the config only; torch loads on use)
 
@@ -638,18 +660,25 @@ def train_embedder_cmd(config_file, resume, quiet, **flags):
 @click.argument("texts", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def score(run, texts, as_json):
-    """How much each TEXT reads like the run's NAME, 0..1 (no TEXT: one per line from stdin).
+    """How much each TEXT reads like the run's NAME (no TEXT: one per line from stdin): an embedder run's
+    likeness score, 0..1, or a reward run's reward (higher is more like NAME).
 
     \b
     likeme score robin-embedder "sure, see you there" "Can you help me?"
     """
-    from likeme.embedder import load_scorer
+    from likeme.inference import recipe_of
 
     texts = list(texts) or [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise LikemeError("nothing to score: pass texts as arguments or pipe them in, one per line")
-    scorer = load_scorer(run)
-    values = scorer.score(texts)
+    if recipe_of(run) == "reward":  # a reward, each text as a reply that opens a chat
+        from likeme.reward import load_reward
+
+        values = load_reward(run).score(texts)
+    else:
+        from likeme.embedder import load_scorer
+
+        values = load_scorer(run).score(texts)
     if as_json:
         click.echo(json.dumps([{"text": t, "score": round(v, 4)} for t, v in zip(texts, values)], ensure_ascii=False))
         return

@@ -7,6 +7,8 @@
     Classifier(labels=77, base='smollm2-135m')
     >>> likeme.load("runs/ana-embedder")       # recipe: embedder -> embedder.Embedder
     Embedder(name='Ana', score=True)
+    >>> likeme.load("runs/ana-reward")         # recipe: reward -> reward.RewardModel
+    RewardModel(as='Ana', base='smollm2-135m')
 
 A model that is not a run loads by what it is: a causal LM as a `Voice` (raw text; pass name= to chat),
 a sentence-embedding model as an `Embedder`. Training code is never imported here.
@@ -17,7 +19,7 @@ import os
 
 from likeme.errors import LikemeError
 
-RECIPES = ("voice", "classifier", "embedder")
+RECIPES = ("voice", "classifier", "embedder", "reward")
 BY_TASK = {"causal-lm": "voice", "sentence-embedding": "embedder", "classification": "classifier"}
 
 
@@ -37,12 +39,14 @@ def recipe_of(run: str | os.PathLike) -> str:
 
 def load(run: str | os.PathLike, **kwargs):
     """A run folder (or a model name) -> a Voice, a Classifier or an Embedder; kwargs go to that loader
-    (Voice: device, dtype, name, partner; Classifier: device; Embedder: base)."""
+    (Voice: device, dtype, name, partner; Classifier, RewardModel: device; Embedder: base)."""
     recipe = recipe_of(run)
     if recipe == "classifier":
         from likeme.classifier import load_classifier as loader
     elif recipe == "embedder":
         from likeme.embedder import load_embedder as loader
+    elif recipe == "reward":
+        from likeme.reward import load_reward as loader
     else:
         from likeme.generate import load as loader
     return loader(run, **kwargs)

@@ -39,3 +39,19 @@ class SentenceObjective(nn.Module):
 
     def forward(self, features):
         return {"loss": self.loss(features, None)}
+
+
+class BradleyTerryLoss(nn.Module):
+    """The reward model's loss on comparisons (Bradley and Terry 1952; InstructGPT's reward model):
+    -log sigmoid(r_chosen - r_rejected), averaged over the pairs, as the Trainer's `compute_loss_func`.
+
+    outputs.logits (2B, 1): the rewards of a batch laid out [chosen_1 .. chosen_B, rejected_1 .. rejected_B];
+    labels (B,): 1 where the first of the pair is the preferred one (0 flips the pair).
+    Example: rewards chosen [2, 0], rejected [0, 0] -> (-log sigmoid(2) - log sigmoid(0)) / 2 = 0.4100
+    """
+
+    def forward(self, outputs, labels, num_items_in_batch=None):
+        r = outputs["logits"].float().reshape(-1)  # (2B,)
+        half = r.shape[0] // 2
+        sign = 2.0 * labels.to(r.device).float() - 1.0  # (B,)
+        return -nn.functional.logsigmoid(sign * (r[:half] - r[half:])).mean()
