@@ -116,7 +116,8 @@ def test_reward_model_learns_the_comparisons(runs, tmp_path):
     the tiny model's reward head rank held-out pairs right, and the run judges and scores."""
     from likeme.datasets import Turn, chat_messages
     from likeme.evaluate import eval_judged
-    from likeme.recipes.reward import RewardConfig, split_by_prompt, train_reward
+    from likeme.pairs import split_by_prompt
+    from likeme.recipes.reward import RewardConfig, train_reward
     from likeme.reward import load_reward
     from tiny import LINES
 
@@ -148,3 +149,31 @@ def test_reward_model_learns_the_comparisons(runs, tmp_path):
 
 def json_prompt(row):
     return str(row["prompt"])
+
+
+def test_preference_tuning_makes_a_voice(runs, tmp_path):
+    """DPO on pairs whose chosen reply is always "ok then" and rejected what the voice wrote: the tuned
+    run is a voice (chat, eval, pairs work on it) and prefers the chosen replies of held-out prompts."""
+    import likeme
+    from likeme.datasets import Turn, chat_messages
+    from likeme.recipes.prefer import PreferConfig, train_prefer
+
+    rows = [pairs.pair(chat_messages([Turn("Sam", f"hi {i}")], "Ana", False), "ok then", "yo yo yo yo")
+            for i in range(20)]
+    path = tmp_path / "p.jsonl"
+    pairs.append(path, rows)
+    run = train_prefer(PreferConfig(from_run=str(runs["voice"]), pairs=str(path), lr=5e-3, batch_size=4, grad_accum=1,
+                                    max_steps=6, eval_every=3, val_fraction=0.2, out=str(tmp_path / "dpo")),
+                       progress=False)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["val_pairs"] == 4 and m["steps"] == 6 and m["val_reward_accuracy"] == 1.0 and m["val_reward_margin"] > 0
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == list(range(1, 7))
+    assert {"rewards_chosen", "rewards_rejected", "rewards_margins"} <= set(logged[0])
+    assert [r["step"] for r in logged if "eval_rewards_accuracies" in r] == [3, 6]
+    voice = likeme.load(run)  # the adapter on the voice run, which is itself an adapter on the tiny model
+    assert (voice.name, voice.partner) == ("Ana", "Sam")
+    assert isinstance(voice.reply(["hi 3"], max_new_tokens=4, seed=0), str)
+    p = likeme_cli("eval", run, "--data", runs["later"], "--as", "Ana", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["replies"] == 6

@@ -634,6 +634,26 @@ def train_reward_cmd(config_file, resume, quiet, **flags):
     click.echo(f"Use it as a judge: likeme eval VOICE_RUN --data EXPORT --as NAME --judge {run}")
 
 
+from likeme.recipes.prefer import PreferConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train_command("prefer", PreferConfig)
+def train_prefer_cmd(config_file, resume, quiet, **flags):
+    """Preference tuning (DPO): make a voice prefer NAME's real replies over what it wrote (--pairs FILE).
+
+    \b
+    likeme pairs --as Ana --from runs/ana-voice
+    likeme train prefer --from runs/ana-voice --pairs ~/.likeme/pairs/ana.jsonl
+    likeme chat runs/ana-prefer"""
+    from likeme.recipes.prefer import train_prefer
+
+    _, run, m = run_recipe(PreferConfig, train_prefer, config_file, flags, quiet, resume)
+    if "val_reward_accuracy" in m:
+        click.echo(f"{run}: on {m['val_pairs']} held-out pairs the tuned voice prefers the real reply in "
+                   f"{m['val_reward_accuracy']:.0%} (reward margin {m['val_reward_margin']:.3f}), after {m['steps']} steps")
+    click.echo(f"Talk to it: likeme chat {run}")
+
+
 # -- match my vibe: style embeddings (likeme.recipes.embed, likeme.embedder, likeme.index) -----
 from likeme.recipes.embed import EmbedConfig  # noqa: E402  (the config only; torch loads on use)
 

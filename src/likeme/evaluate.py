@@ -84,8 +84,8 @@ def eval_voice(run, data, name: str, *, max_replies: int | None = MAX_REPLIES, f
 
     from likeme import datasets, models, runs
 
-    ref, meta = _run(run, "voice")
-    cfg = meta.get("config") or {}
+    ref, meta = _run(run, runs.VOICES)
+    cfg = runs.voice_config(meta)
     model, tok = models.load_causal_lm(ref)
     with _temporary_store(data, format, me) as store:
         examples = datasets.persona_dataset(
@@ -125,8 +125,8 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     from likeme import datasets, generate, runs
     from likeme.judge import Judge, load_judge
 
-    ref, meta = _run(run, "voice")
-    cfg = meta.get("config") or {}
+    ref, meta = _run(run, runs.VOICES)
+    cfg = runs.voice_config(meta)
     judge = judge if isinstance(judge, Judge) else load_judge(judge, name)
     gap = timedelta(hours=cfg.get("session_gap_hours", 6.0))
     with _temporary_store(data, format, me) as store:
@@ -183,14 +183,15 @@ def _round(x) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
 
-def _run(run, recipe: str):
-    """(ModelRef, run.yaml) of a run made by `recipe`, or a one-line error."""
+def _run(run, recipes: str | tuple):
+    """(ModelRef, run.yaml) of a run made by one of `recipes`, or a one-line error."""
     from likeme import models, runs
 
+    recipes = (recipes,) if isinstance(recipes, str) else recipes
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
-    if meta.get("recipe") != recipe:
-        raise LikemeError(f"{run} is not a {recipe} run: pass the folder `likeme train {recipe}` wrote")
+    if meta.get("recipe") not in recipes:
+        raise LikemeError(f"{run} is not a {recipes[0]} run: pass the folder `likeme train {recipes[0]}` wrote")
     return ref, meta
 
 

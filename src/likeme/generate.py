@@ -448,7 +448,7 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
         # bf16 halves memory and is fast on a GPU (and safe: same range as fp32); on a CPU it is slow.
         dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     model, tokenizer = models.load_causal_lm(ref, dtype=dtype, device=device)
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}  # the recipe's resolved settings
+    config = runs.voice_config(meta)  # how the run's prompts were built in training
     return Voice(model, tokenizer, name=name or _opt_str(meta.get("as")), partner=partner or _opt_str(meta.get("partner")),
                  run=str(run), format=format or config.get("format"),
                  context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))

@@ -19,7 +19,7 @@ import os
 
 from likeme.errors import LikemeError
 
-RECIPES = ("voice", "classifier", "embedder", "reward")
+RECIPES = ("voice", "prefer", "classifier", "embedder", "reward")
 BY_TASK = {"causal-lm": "voice", "sentence-embedding": "embedder", "classification": "classifier"}
 
 

@@ -381,7 +381,9 @@ def load_causal_lm(
         raise LikemeError(f"model {ref.name!r} makes sentence embeddings, it does not generate text: use smollm2-135m or a run trained from it")
     kwargs = {} if dtype is None else {"dtype": dtype}
     model_ref = ref.base if ref.adapter is not None else ref
-    if model_ref.kind == "hub":
+    if model_ref.adapter is not None:  # an adapter on a run that is itself an adapter (a preference run on a voice)
+        model = load_causal_lm(model_ref, dtype=dtype, merge=True)[0]
+    elif model_ref.kind == "hub":
         model = _load_hub(AutoModelForCausalLM.from_pretrained, model_ref.name, "the model", **kwargs)
     else:
         model = _load(AutoModelForCausalLM.from_pretrained, weights_path(model_ref), model_ref.name, "the model", **kwargs)

@@ -50,9 +50,9 @@ def training_replies(run, *, db=None, max_contexts: int | None = None, sampling:
 
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
-    if meta.get("recipe") != "voice":
+    if meta.get("recipe") not in runs.VOICES:
         raise LikemeError(f"{run} is not a voice run: pairs are written by a voice (likeme train voice --as NAME)")
-    cfg = meta.get("config") or {}
+    cfg = runs.voice_config(meta)
     if cfg.get("format", "persona") != "persona":
         raise LikemeError(f"{run} was trained on transcripts: pairs need a persona voice (--format persona)")
     name = meta["as"]
@@ -151,3 +151,20 @@ def _problem(row) -> str | None:
     if row["chosen"][-1]["role"] != "assistant" or row["rejected"][-1]["role"] != "assistant":
         return "chosen and rejected must end with an assistant message"
     return None
+
+
+def split_by_prompt(rows: list[dict], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, held out): whole prompts are held out, so no context is seen on both sides.
+
+    Example: 10 pairs over 5 prompts, fraction 0.2 -> the 2 pairs of one prompt held out.
+    """
+    import random
+
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(json.dumps(r["prompt"], sort_keys=True), []).append(i)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    n_val = round(fraction * len(keys)) if len(keys) > 1 else 0
+    val = sorted(i for k in keys[:n_val] for i in groups[k])
+    return sorted(i for k in keys[n_val:] for i in groups[k]), val

@@ -46,7 +46,8 @@ from likeme.paths import atomic_write, first_line, is_disk_full, runs_dir
 
 RUN_FILE = "run.yaml"
 STATUSES = ("training", "interrupted", "done", "failed")
-VERSIONED = ("likeme", "torch", "transformers", "peft", "accelerate", "sentence-transformers")
+VERSIONED = ("likeme", "torch", "transformers", "peft", "accelerate", "sentence-transformers", "trl")
+VOICES = ("voice", "prefer")  # recipes whose runs write replies as NAME (`generate.load`)
 
 
 def slug(name: str) -> str:
@@ -81,6 +82,12 @@ def base_of(run: str | Path, meta: dict | None = None) -> str | None:
         return None
     local = Path(run) / str(base)
     return str(local) if local.exists() else str(base)
+
+
+def voice_config(meta: dict) -> dict:
+    """How a run that writes replies builds its prompts (format, context_turns, block_size, session gap,
+    heldout): its own config for a voice run, the voice's for a run tuned from one (`voice_config:`)."""
+    return meta.get("voice_config") or meta.get("config") or {}
 
 
 def versions() -> dict:

@@ -18,9 +18,7 @@ metrics.json: val_accuracy, base_val_accuracy (the untrained head), val_loss, va
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +81,7 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
     set_seed(cfg.seed)
     model, tok, kind = heads.new_classifier(cfg.base, ["reward"])
     cfg = dataclasses.replace(cfg, trainable=cfg.trainable or ("lora" if kind == "causal" else "all"))
-    train_idx, val_idx = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = pairs.split_by_prompt(rows, cfg.val_fraction, cfg.seed)
 
     def ids(row: dict, side: str) -> list[int]:
         answer = row[side] if isinstance(row[side], str) else row[side][-1]["content"]
@@ -154,21 +152,6 @@ def collate_pairs(batch: list[dict], pad_id: int) -> dict:
 
     ids, mask = pad([b["chosen"] for b in batch] + [b["rejected"] for b in batch], pad_id)  # (2B, T)
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.ones(len(batch), dtype=torch.long)}
-
-
-def split_by_prompt(rows: list[dict], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, held out): whole prompts are held out, so no context is seen on both sides.
-
-    Example: 10 pairs over 5 prompts, fraction 0.2 -> the 2 pairs of one prompt held out.
-    """
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        groups.setdefault(json.dumps(r["prompt"], sort_keys=True), []).append(i)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    n_val = round(fraction * len(keys)) if len(keys) > 1 else 0
-    val = sorted(i for k in keys[:n_val] for i in groups[k])
-    return sorted(i for k in keys[n_val:] for i in groups[k]), val
 
 
 def name_of(rows: list[dict]) -> str | None:

@@ -9,6 +9,10 @@ import time
 
 from transformers import TrainerCallback
 
+# Trainer log keys that are not per-step figures, or that the row already has under its own name.
+NOT_PER_STEP = {"loss", "learning_rate", "grad_norm", "epoch", "total_flos", "train_loss", "train_runtime",
+                "train_samples_per_second", "train_steps_per_second", "num_input_tokens_seen"}
+
 
 class MetricsCallback(TrainerCallback):
     """Each Trainer log -> one row of run/metrics.jsonl in the schema of `runs.MetricsLog`: training rows
@@ -45,7 +49,10 @@ class MetricsCallback(TrainerCallback):
                     * args.world_size
                 row["examples_per_s"] = round(seen / dt, 1) if dt > 0 else None
             self.last = (now, state.global_step, state.num_input_tokens_seen)
-        figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()
+            # what a trainer adds to its training logs (TRL's DPO: rewards/chosen, rewards/margins, ...)
+            row.update({k.replace("/", "_"): round(v, 4) if isinstance(v, float) else v for k, v in logs.items()
+                        if isinstance(v, (int, float)) and k not in NOT_PER_STEP and not k.startswith("eval_")})
+        figures = {k.replace("/", "_"): round(v, 4) if isinstance(v, float) else v for k, v in logs.items()
                    if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
         if not figures and "loss" not in logs:
             return  # the Trainer's closing summary (train_runtime, ...): nothing per step

@@ -32,12 +32,12 @@ def use_bf16() -> bool:
 
 
 def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int | None = None,
-              **overrides) -> TrainingArguments:
+              cls=TrainingArguments, **overrides) -> TrainingArguments:
     """TrainingArguments with likeme's defaults; `overrides` are the recipe's own (batch size, rate, ...).
 
     eval_steps: evaluate, and write a checkpoint, every N steps; save_steps: write a checkpoint every N
     steps when nothing is evaluated. The two newest checkpoints are kept, and the best one when the
-    recipe keeps the best model.
+    recipe keeps the best model. cls: a TrainingArguments subclass (TRL's DPOConfig) for its trainer.
     """
     defaults = dict(
         output_dir=str(run.checkpoints),
@@ -59,29 +59,32 @@ def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int 
         defaults.update(eval_strategy="steps", eval_steps=eval_steps)
     if save_steps or eval_steps:
         defaults.update(save_strategy="steps", save_steps=eval_steps or save_steps)
-    return TrainingArguments(**{**defaults, **overrides})
+    return cls(**{**defaults, **overrides})
 
 
 def make_trainer(run, model, args: TrainingArguments, train_dataset, collate, *, progress: bool, total_steps: int,
-                 callbacks=(), evaluate=None, **kwargs) -> Trainer:
+                 callbacks=(), evaluate=None, trainer_cls=Trainer, **kwargs) -> Trainer:
     """A Trainer that logs into run/metrics.jsonl and stops cleanly on Ctrl-C (see `fit`).
 
     evaluate: a function model -> {figure: value} that replaces the Trainer's own evaluation loop (for
     figures a loss-only loop cannot give, like the embedder's triplet accuracy); it runs at each
     evaluation step and its figures are logged as eval_<figure>.
+    trainer_cls: a Trainer subclass (TRL's DPOTrainer); collate None: its own data collator.
     """
-    cls = Trainer if evaluate is None else _evaluating(evaluate)
+    cls = trainer_cls if evaluate is None else _evaluating(evaluate, trainer_cls)
     if evaluate is not None and kwargs.get("eval_dataset") is None:
         kwargs["eval_dataset"] = [0]  # the Trainer requires one to evaluate; `evaluate` ignores it
-    trainer = cls(model=model, args=args, train_dataset=train_dataset, data_collator=collate,
+    if collate is not None:
+        kwargs["data_collator"] = collate
+    trainer = cls(model=model, args=args, train_dataset=train_dataset,
                   callbacks=[MetricsCallback(run.metrics, total_steps, progress), StopOnInterrupt(), *callbacks],
                   **kwargs)
     trainer.remove_callback(PrinterCallback)  # our callback logs and draws the bar
     return trainer
 
 
-def _evaluating(fn):
-    class EvaluatingTrainer(Trainer):
+def _evaluating(fn, base=Trainer):
+    class EvaluatingTrainer(base):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             was_training = self.model.training
             self.model.eval()
