@@ -151,7 +151,7 @@ def sampling_options(fn):
     return click_options(Sampling)(fn)
 
 
-def _load_voice(run, flags: dict):
+def _load_voice(run, flags: dict, **load_options):
     """Check the flags (before the slow load), load the run, make the flags its defaults."""
     from likeme.generate import Sampling, load
     from likeme.models import resolve
@@ -162,7 +162,7 @@ def _load_voice(run, flags: dict):
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would land in piped output's stderr
     hf_logging.set_verbosity_error()
-    voice = load(run)
+    voice = load(run, **load_options)
     voice.sampling = voice.sampling.updated(**flags)
     return voice
 
@@ -197,8 +197,12 @@ def _print_all(results, prefix: str = "") -> None:
               help="Write this many replies and show the one --judge finds most like NAME.")
 @click.option("--judge", metavar="RUN", default=None,
               help="With --best-of: the run that picks (an embedder or author classifier of NAME, or a reward run).")
+@click.option("--recall", type=int, default=None, metavar="K",
+              help="Show the voice NAME's K past messages most like yours, from the store (default: as the run was "
+                   "trained; 0: none).")
+@db_option
 @sampling_options
-def chat(run, message, best_of, judge, **flags):
+def chat(run, message, best_of, judge, recall, db, **flags):
     """Chat with a trained voice: you write as the partner, it answers as NAME.
 
     RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
@@ -213,7 +217,7 @@ def chat(run, message, best_of, judge, **flags):
         text = _text_arg(message, "message") if message is not None else None
         if best_of > 1 and not judge:
             raise LikemeError("--best-of needs --judge RUN to pick with (an embedder or author classifier of NAME)")
-        voice = _load_voice(run, flags)
+        voice = _load_voice(run, flags, recall=recall, db=db)
         voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
         pick = {}
         if best_of > 1:

@@ -27,6 +27,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 from likeme.errors import LikemeError
 
@@ -59,19 +60,28 @@ def session_turns(session) -> list[Turn]:
     return turns
 
 
-def system_prompt(name: str) -> str:
+def system_prompt(name: str, recalled: Sequence[str] = ()) -> str:
     """The system turn of every persona example, and of `likeme chat`: the same words at training
-    and at inference time (SmolLM2's template otherwise inserts its own "helpful assistant" prompt)."""
-    return f"You are {name}. Write {name}'s next message in this chat, in {name}'s own words and style."
+    and at inference time (SmolLM2's template otherwise inserts its own "helpful assistant" prompt).
+    `recalled`: things NAME said before (`recall.py`), listed after it, one per line.
+
+    Example: system_prompt("Ana", ["pizza obv"]) ->
+      "You are Ana. Write Ana's next message in this chat, in Ana's own words and style.\n"
+      "Things Ana has said before:\n- pizza obv"
+    """
+    text = f"You are {name}. Write {name}'s next message in this chat, in {name}'s own words and style."
+    if recalled:
+        text += f"\nThings {name} has said before:\n" + "\n".join(f"- {' / '.join(r.splitlines())}" for r in recalled)
+    return text
 
 
-def chat_messages(context: list[Turn], name: str, prefix_names: bool) -> list[dict]:
+def chat_messages(context: list[Turn], name: str, prefix_names: bool, recalled: Sequence[str] = ()) -> list[dict]:
     """Turns -> chat-template messages from NAME's point of view.
 
     Example (three people, NAME="Ana"): [Turn(Sam, "hi"), Turn(Ana, "yo"), Turn(Bo, "ok")] ->
       [system, {"user", "Sam: hi"}, {"assistant", "yo"}, {"user", "Bo: ok"}]
     """
-    out = [{"role": "system", "content": system_prompt(name)}]
+    out = [{"role": "system", "content": system_prompt(name, recalled)}]
     for t in context:
         if t.author == name:
             out.append({"role": "assistant", "content": t.text})
@@ -96,12 +106,12 @@ def _ids(x) -> list[int]:
 
 
 def persona_example(tokenizer, context: list[Turn], reply: Turn, name: str, *, prefix_names: bool,
-                    max_length: int = 512) -> dict | None:
+                    max_length: int = 512, recalled: Sequence[str] = ()) -> dict | None:
     """One reply of NAME with its context -> {"input_ids", "labels"}; the oldest context turns are
     dropped until it fits in `max_length` (the reply itself is cut only if it alone is too long)."""
     eot = end_of_turn_id(tokenizer)
     for start in range(len(context) + 1):
-        msgs = chat_messages(context[start:], name, prefix_names)
+        msgs = chat_messages(context[start:], name, prefix_names, recalled)
         prompt = _ids(tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
         full = _ids(tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": reply.text}],
                                                   tokenize=True))
@@ -186,6 +196,7 @@ class Reply:
     reply: Turn
     prefix_names: bool  # more than two people in the chat: other people's turns read "Name: text"
     others: tuple[str, ...] = ()  # what other people wrote in the same session, outside this context
+    session: int = -1  # the index of its session in the list `replies` was given
 
 
 def reply_sessions(store, name: str, *, heldout: float = 0.1, gap=None) -> tuple[list, list, str]:
@@ -205,25 +216,31 @@ def replies(sessions, name: str, context_turns: int = 8) -> list[Reply]:
       [Reply([Sam "hi"], Ana "hey"), Reply([Sam "hi", Ana "hey", Bo "yo"], Ana "ok")]
     """
     out = []
-    for _, prefix, turns in sessions:
+    for n, (_, prefix, turns) in enumerate(sessions):
         for i, t in enumerate(turns):
             if t.author == name and i > 0:
                 start = max(0, i - context_turns)
                 others = tuple(u.text for j, u in enumerate(turns) if u.author != name and not start <= j < i)
-                out.append(Reply(turns[start:i], t, prefix, others))
+                out.append(Reply(turns[start:i], t, prefix, others, n))
     return out
 
 
 def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,
-                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES) -> VoiceData:
+                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES, recall=None) -> VoiceData:
     """Every reply of NAME, tokenized with its context (`persona_example`).
-    `heldout=0` puts everything in `train` (for scoring a file never trained on)."""
+    `heldout=0` puts everything in `train` (for scoring a file never trained on).
+    recall: given the training sessions, a function (replies, their sessions) -> one list of recalled
+    messages per reply (`recall.for_training`), shown in the system turn as `likeme chat` shows them."""
     train_s, held_s, partner = reply_sessions(store, name, heldout=heldout, gap=gap)
+    memory = recall(train_s) if recall else None
 
     def build(group):
+        found = replies(group, name, context_turns)
+        recalled = memory(found, group) if memory else [()] * len(found)
         out = []
-        for r in replies(group, name, context_turns):
-            ex = persona_example(tokenizer, r.context, r.reply, name, prefix_names=r.prefix_names, max_length=max_length)
+        for r, lines in zip(found, recalled):
+            ex = persona_example(tokenizer, r.context, r.reply, name, prefix_names=r.prefix_names,
+                                 max_length=max_length, recalled=lines)
             if ex:
                 out.append(ex)
         return out

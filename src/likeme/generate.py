@@ -167,10 +167,13 @@ class Voice:
     """
 
     def __init__(self, model, tokenizer, *, name: str | None, partner: str | None, run: str,
-                 format: str | None = None, context_turns: int = CONTEXT_TURNS, sampling: Sampling | None = None):
+                 format: str | None = None, context_turns: int = CONTEXT_TURNS, sampling: Sampling | None = None,
+                 recall: Callable[[str], list[str]] | None = None):
         from likeme.datasets import end_of_turn_id
 
         self.model, self.tokenizer = model, tokenizer
+        # text -> NAME's past messages most like it (recall.Recall), shown in the system turn as in training
+        self.recall = recall
         self.name, self.partner, self.run = name, partner or "You", run
         # What the run was trained on (run.yaml config.format): the chat template, or "Name: message" lines.
         # A model without a chat template can only be prompted with lines.
@@ -206,27 +209,29 @@ class Voice:
         transcript runs: "Name: message" lines, as `datasets.transcript_dataset` builds them, after the
           EOS that starts a session: ["hi"] -> ids of "<eos>Sam: hi\\nAna:"
         The last `context_turns` turns are kept (run.yaml, else 8, as in training), fewer when the prompt
-        and `max_new_tokens` would not fit in the model's context.
+        and `max_new_tokens` would not fit in the model's context. With `recall`, NAME's past messages most
+        like the last turn are listed in the system turn (`datasets.system_prompt`), as in training.
         """
         if not self.name:
             raise LikemeError(f"{self.run} does not say whom it speaks as (no as: in a run.yaml): chat with a voice "
                               "run (likeme train voice --as NAME) or pass name= to likeme.load; "
                               "likeme generate continues raw text with any model")
         turns = _as_turns(history, self.name, self.partner)[-self.context_turns:] if self.context_turns else []
+        recalled = self.recall(turns[-1].text) if self.recall is not None and turns else ()
         room = None if self.context_window is None else self.context_window - (max_new_tokens or 0)
         for start in range(len(turns) + 1):
-            ids = self._prompt(turns[start:])
+            ids = self._prompt(turns[start:], recalled)
             if room is None or len(ids) <= room:
                 return ids
         raise LikemeError(f"the prompt alone ({len(ids)} tokens) does not leave room for max_new_tokens="
                           f"{max_new_tokens} in the model's {self.context_window}-token context: lower --max-new-tokens")
 
-    def _prompt(self, turns) -> list[int]:
+    def _prompt(self, turns, recalled=()) -> list[int]:
         from likeme.datasets import _ids, chat_messages
 
         if self.format == "persona":
             prefix = len({t.author for t in turns if t.author != self.name}) > 1
-            msgs = chat_messages(turns, self.name, prefix_names=prefix)
+            msgs = chat_messages(turns, self.name, prefix_names=prefix, recalled=recalled)
             try:
                 return _ids(self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
             except Exception as e:  # jinja's TemplateError, or a template that rejects a system turn
@@ -419,13 +424,16 @@ class _Streamer:
 
 
 def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name: str | None = None,
-         partner: str | None = None, format: str | None = None, context_turns: int | None = None) -> Voice:
+         partner: str | None = None, format: str | None = None, context_turns: int | None = None,
+         recall: int | None = None, db=None) -> Voice:
     """A run folder (or any causal LM name `models.resolve` knows) -> a `Voice` ready to reply.
 
     device: default CUDA when available (in bfloat16 there), else the CPU in float32.
     dtype: a torch dtype or its name ("float16"), overriding the default above.
     name, partner: override run.yaml's `as:` and `partner:` (needed to chat with a plain base model).
     format, context_turns: override the run's (to prompt a base model as a run was trained).
+    recall, db: show NAME's `recall` past messages most like the last one, from the store `db` (default: as
+      the run was trained, with the store it was trained from; 0: none).
 
     Example: load("runs/ana-voice") -> Voice(name='Ana', partner='Sam', run='runs/ana-voice', device='cpu')
     """
@@ -449,9 +457,15 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
         dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     model, tokenizer = models.load_causal_lm(ref, dtype=dtype, device=device)
     config = runs.voice_config(meta)  # how the run's prompts were built in training
-    return Voice(model, tokenizer, name=name or _opt_str(meta.get("as")), partner=partner or _opt_str(meta.get("partner")),
-                 run=str(run), format=format or config.get("format"),
-                 context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
+    voice = Voice(model, tokenizer, name=name or _opt_str(meta.get("as")), partner=partner or _opt_str(meta.get("partner")),
+                  run=str(run), format=format or config.get("format"),
+                  context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
+    k = config.get("recall", 0) if recall is None else recall
+    if k and voice.name:
+        from likeme.recall import Recall
+
+        voice.recall = Recall(voice.name, k, model=config.get("recall_model") or "minilm", db=db or config.get("db"))
+    return voice
 
 
 def _opt_str(x) -> str | None:

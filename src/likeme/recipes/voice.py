@@ -46,6 +46,10 @@ class VoiceConfig:
     block_size: int = field(default=512, metadata={
         "help": "Tokens per example (persona: context is cut from the oldest turn; transcript: block length)."})
     context_turns: int = field(default=8, metadata={"help": "Turns before a reply kept as its context (persona)."})
+    recall: int = field(default=0, metadata={
+        "help": "Show the voice NAME's K past messages most like the message it answers (persona; recall.py): "
+                "in training from training sessions only, in `likeme chat` from the store."})
+    recall_model: str = field(default="minilm", metadata={"help": "The sentence embedder --recall compares with."})
     loss_on: str = field(default="me", metadata={"choices": ["me", "all"],
                                                  "help": "transcript format: learn NAME's lines only, or everyone's."})
     heldout: float = field(default=0.1, metadata={"help": "Latest fraction of sessions never trained on."})
@@ -67,7 +71,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest checkpoint."""
     from datetime import timedelta
 
-    from likeme import datasets, models, plots, runs
+    from likeme import datasets, models, plots, recall, runs
     from likeme.evaluate import perplexity
     from likeme.paths import atomic_dir
     from likeme.store import Store
@@ -87,8 +91,10 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     with Store(cfg.db) as store:
         gap = timedelta(hours=cfg.session_gap_hours)
         if cfg.format == "persona":
+            memory = (lambda train_s: recall.for_training(train_s, cfg.name, cfg.recall, cfg.recall_model)) \
+                if cfg.recall else None
             data = datasets.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
-                                            max_length=cfg.block_size, heldout=cfg.heldout, gap=gap)
+                                            max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, recall=memory)
         else:
             data = datasets.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
                                                loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
