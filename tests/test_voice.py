@@ -123,3 +123,14 @@ def test_existing_run_is_not_overwritten(setup):
     with pytest.raises(LikemeError, match="already exists"):
         train_voice(cfg(tmp, base, max_steps=1), progress=False)
     assert (tmp / "run" / "keep.txt").read_text() == "mine"
+
+
+def test_a_time_budget_fits_the_steps_and_the_schedule(setup):
+    """--max-minutes: the pace of the first steps sets the last step, and the cosine schedule ends there."""
+    tmp, base = setup
+    run = train_voice(cfg(tmp, base, max_minutes=0.05, eval_every=1000), progress=False)  # 3 seconds
+    rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    steps = json.loads((run / "metrics.json").read_text())["steps"]
+    assert 3 < steps < 100 * 5 and [r["step"] for r in rows] == list(range(1, steps + 1))
+    assert rows[-1]["seconds"] < 3 * 4  # stopped near the budget, not after 100 passes
+    assert rows[-1]["lr"] < 0.1 * max(r["lr"] for r in rows)  # the schedule reached its end with the last step

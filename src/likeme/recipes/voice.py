@@ -39,6 +39,9 @@ class VoiceConfig:
     last_blocks: int = field(default=2, metadata={"help": "Blocks trained with --trainable last-blocks."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides --epochs)."})
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "Train for about this many minutes (the steps' wall time, evaluations included): the number of "
+                "steps, and the learning-rate schedule with it, is fitted to the time (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={
         "help": "Peak learning rate (default 2e-4 for LoRA, 2e-5 for all / last-blocks)."})
     batch_size: int = field(default=8, metadata={"help": "Examples per forward pass."})
@@ -83,6 +86,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     from transformers import EarlyStoppingCallback, set_seed
 
     from likeme.training import trainable, trainer as tr
+    from likeme.training.callbacks import TimeBudget
 
     set_seed(cfg.seed)
     tok = models.load_tokenizer(cfg.base)  # the data is checked before the (slower) model loads
@@ -110,13 +114,16 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
         # -- train -------------------------------------------------------------------------------
         steps_per_epoch = max(1, -(-len(data.train) // (cfg.batch_size * cfg.grad_accum)))
-        total = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs + 0.999))
+        planned = max(1, int(steps_per_epoch * cfg.epochs + 0.999))
+        # A time budget starts from room for 100 passes; TimeBudget lowers it once it knows the pace.
+        total = cfg.max_steps or (100 * steps_per_epoch if cfg.max_minutes else planned)
+        budget = [TimeBudget(cfg.max_minutes)] if cfg.max_minutes else []
         args = tr.arguments(
             run, seed=cfg.seed, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate(),
             lr_scheduler_type="cosine",
-            warmup_steps=max(1, total // 20),  # 5% warm-up: LoRA's B starts at 0, full fine-tuning needs it more
+            warmup_steps=max(1, min(total, planned) // 20),  # 5% warm-up: LoRA's B starts at 0, full fine-tuning needs it more
             load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
             include_num_input_tokens_seen="non_padding")
         trainer = tr.make_trainer(
@@ -124,7 +131,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
             eval_dataset=data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))],
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks])
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *budget, *callbacks])
         tr.fit(trainer, run, resume=resume)
 
         # -- evaluate ----------------------------------------------------------------------------

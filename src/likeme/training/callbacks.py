@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 # Trainer log keys that are not per-step figures, or that the row already has under its own name.
 NOT_PER_STEP = {"loss", "learning_rate", "grad_norm", "epoch", "total_flos", "train_loss", "train_runtime",
-                "train_samples_per_second", "train_steps_per_second", "num_input_tokens_seen"}
+                "train_samples_per_second", "train_steps_per_second", "train_tokens_per_second", "num_input_tokens_seen"}
 
 
 class MetricsCallback(TrainerCallback):
@@ -60,6 +60,12 @@ class MetricsCallback(TrainerCallback):
         if args.process_index == 0:  # one process writes the run folder
             self.log.append(row)
 
+    def on_step_end(self, args, state, control, **kw):
+        bar = self.log.bar
+        if bar is not None and bar.bar.total != state.max_steps:  # a time budget moved the last step
+            bar.bar.total = state.max_steps
+            bar.bar.refresh()
+
     def on_train_end(self, args, state, control, **kw):
         self.log.close()
 
@@ -91,3 +97,47 @@ class StopOnInterrupt(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class TimeBudget(TrainerCallback):
+    """Fit training into `minutes` of wall time: after `probe` steps, and again after each evaluation, the
+    number of steps the time left allows at the pace measured so far becomes the last step, and the
+    learning-rate schedule is stretched or shrunk to end there (a schedule cut short would stop at a high
+    rate). The recipe gives the Trainer an upper bound of steps; this lowers it."""
+
+    def __init__(self, minutes: float, probe: int = 3):
+        self.budget, self.probe = minutes * 60.0, probe
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kw):
+        self.started, self.first = time.time(), state.global_step
+        if state.max_steps != args.max_steps:  # resumed: the plan was made before, the schedule is rebuilt
+            _stretch(lr_scheduler, state.max_steps)
+
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kw):
+        if state.global_step - self.first == self.probe:
+            self._plan(state, lr_scheduler)
+        if state.global_step >= state.max_steps:
+            control.should_training_stop = True
+        return control
+
+    def on_evaluate(self, args, state, control, lr_scheduler=None, **kw):
+        if state.global_step - self.first >= self.probe:
+            self._plan(state, lr_scheduler)
+
+    def _plan(self, state, lr_scheduler) -> None:
+        spent = time.time() - self.started
+        pace = spent / max(1, state.global_step - self.first)
+        state.max_steps = max(state.global_step + 1, min(state.max_steps, state.global_step + int((self.budget - spent) / pace)))
+        _stretch(lr_scheduler, state.max_steps)
+
+
+def _stretch(lr_scheduler, total: int) -> None:
+    """Make a transformers schedule (a LambdaLR over partials with `num_training_steps`) end at `total`."""
+    import functools
+
+    if lr_scheduler is None:
+        return
+    lambdas = getattr(lr_scheduler, "lr_lambdas", [])
+    for i, fn in enumerate(lambdas):
+        if isinstance(fn, functools.partial) and "num_training_steps" in fn.keywords:
+            lambdas[i] = functools.partial(fn.func, *fn.args, **{**fn.keywords, "num_training_steps": total})
