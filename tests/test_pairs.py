@@ -170,6 +170,10 @@ def test_preference_tuning_makes_a_voice(runs, tmp_path):
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "loss" in r] == list(range(1, 7))
     assert {"rewards_chosen", "rewards_rejected", "rewards_margins"} <= set(logged[0])
+    # by hand: at the first step the new adapter is zero, so policy = reference, every implicit reward is 0
+    # and the DPO loss is -log sigmoid(beta * 0) = log 2
+    assert logged[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert logged[0]["rewards_chosen"] == logged[0]["rewards_rejected"] == 0
     assert [r["step"] for r in logged if "eval_rewards_accuracies" in r] == [3, 6]
     voice = likeme.load(run)  # the adapter on the voice run, which is itself an adapter on the tiny model
     assert (voice.name, voice.partner) == ("Ana", "Sam")

@@ -139,7 +139,7 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     real = [r.reply.text for r in picked]
     out: dict = {"samples": len(picked), "judge": judge.kind, "judge_strength_auc": _round(judge.strength(texts, is_name))}
     real_scores = judge.score(real, contexts)
-    out.update(_reply_figures(real, real_scores, None, None, "_real"))
+    out.update(reply_figures(real, real_scores, None, None, "_real"))
     base = runs.base_of(ref.path, meta)
     for suffix, model in (("", ref.path), ("_base", base)):
         if model is None:
@@ -148,7 +148,7 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
                               context_turns=cfg.get("context_turns"))
         written = [voice.reply(c, seed=seed + i, max_new_tokens=max_new_tokens) for i, c in enumerate(contexts)]
         del voice
-        out.update(_reply_figures(written, judge.score(written, contexts), real_scores,
+        out.update(reply_figures(written, judge.score(written, contexts), real_scores,
                                   [w.finish == "stop" for w in written], suffix))
         if suffix == "":
             out["examples"] = [{"context": f"{c[-1].author}: {c[-1].text}", "real": r, "written": str(w)}
@@ -156,7 +156,9 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     return out
 
 
-def _reply_figures(texts: list[str], scores: list[float], real_scores, ended, suffix: str) -> dict:
+def reply_figures(texts: list[str], scores: list[float], real_scores, ended, suffix: str) -> dict:
+    """eval_judged's figures of one set of replies: judge_score, distinct_1/2, mean_words, and with the
+    real replies' scores judge_auc (real 1 vs these 0), with `ended` clean_end; keys end with `suffix`."""
     from likeme.embedder import auc
 
     words = [t.split() for t in texts]

@@ -46,6 +46,8 @@ class VoiceConfig:
         "help": "Peak learning rate (default 2e-4 for LoRA, 2e-5 for all / last-blocks)."})
     batch_size: int = field(default=8, metadata={"help": "Examples per forward pass."})
     grad_accum: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})
+    group_by_length: bool = field(default=False, metadata={
+        "help": "Batches of examples of similar length, in random order (less padding per batch)."})
     block_size: int = field(default=512, metadata={
         "help": "Tokens per example (persona: context is cut from the oldest turn; transcript: block length)."})
     context_turns: int = field(default=8, metadata={"help": "Turns before a reply kept as its context (persona)."})
@@ -125,7 +127,8 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             lr_scheduler_type="cosine",
             warmup_steps=max(1, min(total, planned) // 20),  # 5% warm-up: LoRA's B starts at 0, full fine-tuning needs it more
             load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
-            include_num_input_tokens_seen="non_padding")
+            include_num_input_tokens_seen="non_padding",
+            train_sampling_strategy="group_by_length" if cfg.group_by_length else "random")
         trainer = tr.make_trainer(
             run, model, args, data.train, lambda batch: datasets.collate(batch, tok.pad_token_id),
             progress=progress, total_steps=total,

@@ -100,21 +100,24 @@ class StopOnInterrupt(TrainerCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Fit training into `minutes` of wall time: after `probe` steps, and again after each evaluation, the
-    number of steps the time left allows at the pace measured so far becomes the last step, and the
+    """Fit training into `minutes` of wall time: every `probe` steps, and after each evaluation, the number
+    of steps the time left allows at the pace measured so far becomes the last step, and the
     learning-rate schedule is stretched or shrunk to end there (a schedule cut short would stop at a high
-    rate). The recipe gives the Trainer an upper bound of steps; this lowers it."""
+    rate). Planning again as it goes matters: steps differ in cost (length-grouped batches start with the
+    longest). The recipe gives the Trainer an upper bound of steps; this lowers it."""
 
     def __init__(self, minutes: float, probe: int = 3):
         self.budget, self.probe = minutes * 60.0, probe
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kw):
         self.started, self.first = time.time(), state.global_step
+        self.ceiling = args.max_steps  # the recipe's upper bound: a later plan may raise the last step up to it
         if state.max_steps != args.max_steps:  # resumed: the plan was made before, the schedule is rebuilt
             _stretch(lr_scheduler, state.max_steps)
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kw):
-        if state.global_step - self.first == self.probe:
+        done = state.global_step - self.first
+        if done >= self.probe and done % self.probe == 0:
             self._plan(state, lr_scheduler)
         if state.global_step >= state.max_steps:
             control.should_training_stop = True
@@ -127,7 +130,8 @@ class TimeBudget(TrainerCallback):
     def _plan(self, state, lr_scheduler) -> None:
         spent = time.time() - self.started
         pace = spent / max(1, state.global_step - self.first)
-        state.max_steps = max(state.global_step + 1, min(state.max_steps, state.global_step + int((self.budget - spent) / pace)))
+        state.max_steps = max(state.global_step + 1, min(self.ceiling or state.max_steps,
+                                                         state.global_step + int((self.budget - spent) / pace)))
         _stretch(lr_scheduler, state.max_steps)
 
 
