@@ -94,8 +94,12 @@ class Recall:
         if not text.strip():
             return []
         self._model = self._model or load_model(self.model_name)
-        out: dict[str, None] = {}
-        for hit in search(self.model_name, text, k=3 * self.k, author=self.name, db=self.db, model=self._model):
-            line = " / ".join(x.strip() for x in hit.text.splitlines() if x.strip())
-            out.setdefault(line, None)
-        return list(out)[: self.k]
+        wanted = 3 * self.k
+        while True:  # people repeat themselves: widen the search until k different messages turn up
+            hits = search(self.model_name, text, k=wanted, author=self.name, db=self.db, model=self._model)
+            out: dict[str, None] = {}
+            for hit in hits:
+                out.setdefault(" / ".join(x.strip() for x in hit.text.splitlines() if x.strip()), None)
+            if len(out) >= self.k or len(hits) < wanted:
+                return list(out)[: self.k]
+            wanted *= 4
