@@ -151,9 +151,31 @@ def json_prompt(row):
     return str(row["prompt"])
 
 
+def reply_logp(run, row, which):
+    """log p(row[which]'s reply | row's prompt) under a run, summed over the reply's tokens (TRL's tokenization:
+    the prompt with the assistant header, then the rest of the templated conversation)."""
+    import torch
+
+    from likeme.models import load_causal_lm
+
+    model, tok = _loaded.get(str(run)) or _loaded.setdefault(str(run), load_causal_lm(run))
+    prompt = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
+    full = tok.apply_chat_template(row["prompt"] + row[which], tokenize=True)
+    prompt, full = (list(x["input_ids"] if isinstance(x, dict) or hasattr(x, "keys") else x) for x in (prompt, full))
+    assert full[:len(prompt)] == prompt
+    with torch.no_grad():
+        logits = model(torch.tensor([full])).logits[0, len(prompt) - 1:-1]
+    return torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(full[len(prompt):])[:, None]).sum()
+
+
+_loaded: dict = {}
+
+
 def test_preference_tuning_makes_a_voice(runs, tmp_path):
     """DPO on pairs whose chosen reply is always "ok then" and rejected what the voice wrote: the tuned
     run is a voice (chat, eval, pairs work on it) and prefers the chosen replies of held-out prompts."""
+    import torch
+
     import likeme
     from likeme.datasets import Turn, chat_messages
     from likeme.recipes.prefer import PreferConfig, train_prefer
@@ -175,6 +197,15 @@ def test_preference_tuning_makes_a_voice(runs, tmp_path):
     assert logged[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
     assert logged[0]["rewards_chosen"] == logged[0]["rewards_rejected"] == 0
     assert [r["step"] for r in logged if "eval_rewards_accuracies" in r] == [3, 6]
+    # by hand after training, on the literal held-out pairs: sum log p(reply | prompt) under the tuned voice and
+    # the voice it started from, then -log sigmoid(beta * ((tuned - ref)_chosen - (tuned - ref)_rejected))
+    last = [r for r in logged if "eval_loss" in r][-1]
+    read = pairs.read(path)
+    val = [read[i] for i in pairs.split_by_prompt(read, 0.2, 0)[1]]  # the recipe's split: --val-fraction 0.2, seed 0
+    margins = torch.stack([reply_logp(run, r, "chosen") - reply_logp(runs["voice"], r, "chosen")
+                           - reply_logp(run, r, "rejected") + reply_logp(runs["voice"], r, "rejected") for r in val])
+    assert last["eval_loss"] == pytest.approx(-torch.nn.functional.logsigmoid(0.1 * margins).mean().item(), abs=2e-3)
+    assert last["eval_rewards_margins"] == pytest.approx(0.1 * margins.mean().item(), abs=2e-3)
     voice = likeme.load(run)  # the adapter on the voice run, which is itself an adapter on the tiny model
     assert (voice.name, voice.partner) == ("Ana", "Sam")
     assert isinstance(voice.reply(["hi 3"], max_new_tokens=4, seed=0), str)
