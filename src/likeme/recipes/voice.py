@@ -46,9 +46,9 @@ class VoiceConfig:
                 "steps, and the learning-rate schedule with it, is fitted to the time (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={
         "help": "Peak learning rate (default 2e-4 for LoRA, 2e-5 for all / last-blocks; in 3 CPU minutes "
-                "1e-3 ended 14% worse, and last-blocks 2 or 4 at 1e-4 ended 70-80% worse than LoRA)."})
+                "1e-3 ended 14% worse, and last-blocks 4 or 2 at 1e-4 ended 67-79% worse than LoRA)."})
     batch_size: int = field(default=8, metadata={
-        "help": "Examples per forward pass (8: twice the steps at 4 in the same minutes ended 24% worse)."})
+        "help": "Examples per forward pass (8: at lr 1e-3, twice the steps at 4 in the same minutes ended 24% worse)."})
     grad_accum: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})
     group_by_length: bool = field(default=False, metadata={
         "help": "Batches of examples of similar length, in random order (less padding per batch; off by "
