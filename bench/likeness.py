@@ -123,7 +123,7 @@ def main(argv=None) -> int:
             store.ingest_path(chats / "WhatsApp Chat with Robin (B).txt")
         sessions = datasets.reply_sessions(store, NAME, heldout=0.0)[0]
         picked = datasets.even_sample(datasets.replies(sessions, NAME, 8), args.samples)
-        texts, is_name = datasets.labelled_messages(datasets.store_sessions(store, NAME), NAME)
+        texts, is_name, around = datasets.turns_in_context(sessions, NAME, 8)
     contexts, real = [r.context for r in picked], [r.reply.text for r in picked]
     written_file = work / "written.json"
     written = json.loads(written_file.read_text()) if written_file.is_file() else {}
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         written_file.write_text(json.dumps(written, indent=1, ensure_ascii=False))
     results = {"samples": len(picked), "times_s": steps.times, "judges": {}}
     for jname, judge in judges.items():
-        strength = judge.strength(texts, is_name)
+        strength = judge.strength(texts, is_name, around)
         real_scores = judge.score(real, contexts)
         rows = {"real": reply_figures(real, real_scores, None, None, "")}
         for label, got in written.items():

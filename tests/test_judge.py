@@ -36,6 +36,15 @@ def test_distinct_worked_example():
     assert distinct([["ok"]], 2) != distinct([["ok"]], 2)  # no pair at all: NaN
 
 
+def test_turns_in_context_worked_example():
+    from likeme.datasets import Turn, turns_in_context
+
+    hi, hey, yo, ok = Turn("Sam", "hi"), Turn("Ana", "hey"), Turn("Bo", "yo"), Turn("Ana", "ok")
+    texts, labels, contexts = turns_in_context([(None, False, [hi, hey, yo, ok]), (None, False, [yo])], "Ana", 2)
+    assert texts == ["hey", "yo", "ok"] and labels == [1, 0, 1]
+    assert contexts == [[hi], [hi, hey], [hey, yo]]  # at most 2 turns before; a lone turn is no reply
+
+
 def test_judges_of_each_kind(runs):
     from likeme.classifier import load_classifier
     from likeme.embedder import load_scorer

@@ -114,8 +114,8 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
       distinct_1/2  distinct words and word pairs over all words and pairs (Li et al. 2016): low is
                     collapse into a few stock replies;
       mean_words, clean_end (the share of replies that ended by themselves, not at max_new_tokens);
-      judge_strength_auc: the judge's ROC-AUC at telling NAME's messages in the export from others',
-                    how far its other figures can be trusted.
+      judge_strength_auc: the judge's ROC-AUC at telling NAME's turns in the export from others' (each
+                    in its context: `datasets.turns_in_context`): how far its other figures can be trusted.
 
     Example: eval_judged("runs/robin", "later.txt", "Robin", "runs/robin-embedder", samples=50)
       -> {"judge_score": 0.61, "judge_score_real": 0.83, "judge_score_base": 0.22, "judge_auc": 0.71, ...}
@@ -132,12 +132,12 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     with _temporary_store(data, format, me) as store:
         sessions = datasets.reply_sessions(store, name, heldout=0.0, gap=gap)[0]
         picked = datasets.even_sample(datasets.replies(sessions, name, cfg.get("context_turns", 8)), samples)
-        texts, is_name = datasets.labelled_messages(datasets.store_sessions(store, name, gap=gap), name)
+        texts, is_name, around = datasets.turns_in_context(sessions, name, cfg.get("context_turns", 8))
     if not picked:
         raise LikemeError(f"{data}: no reply by {name} with a message before it to judge")
     contexts = [r.context for r in picked]
     real = [r.reply.text for r in picked]
-    out: dict = {"samples": len(picked), "judge": judge.kind, "judge_strength_auc": _round(judge.strength(texts, is_name))}
+    out: dict = {"samples": len(picked), "judge": judge.kind, "judge_strength_auc": _round(judge.strength(texts, is_name, around))}
     real_scores = judge.score(real, contexts)
     out.update(reply_figures(real, real_scores, None, None, "_real"))
     base = runs.base_of(ref.path, meta)
