@@ -41,8 +41,8 @@ def test_turns_in_context_worked_example():
 
     hi, hey, yo, ok = Turn("Sam", "hi"), Turn("Ana", "hey"), Turn("Bo", "yo"), Turn("Ana", "ok")
     texts, labels, contexts = turns_in_context([(None, False, [hi, hey, yo, ok]), (None, False, [yo])], "Ana", 2)
-    assert texts == ["hey", "yo", "ok"] and labels == [1, 0, 1]
-    assert contexts == [[hi], [hi, hey], [hey, yo]]  # at most 2 turns before; a lone turn is no reply
+    assert texts == ["hi", "hey", "yo", "ok", "yo"] and labels == [0, 1, 0, 1, 0]
+    assert contexts == [[], [hi], [hi, hey], [hey, yo], []]  # at most 2 turns before, none for a first turn
 
 
 def test_judges_of_each_kind(runs):

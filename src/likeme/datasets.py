@@ -226,16 +226,16 @@ def replies(sessions, name: str, context_turns: int = 8) -> list[Reply]:
 
 
 def turns_in_context(sessions, name: str, context_turns: int = 8) -> tuple[list[str], list[int], list[list[Turn]]]:
-    """Every turn of `reply_sessions`' sessions with a turn before it: its text, 1 if NAME wrote it (else 0),
-    and up to `context_turns` turns before it. What a judge must tell apart: NAME's replies from other
-    people's, in the same places of the same chats (a reward judge reads the context too).
+    """Every turn of `reply_sessions`' sessions: its text, 1 if NAME wrote it (else 0), and up to
+    `context_turns` turns before it (none for a session's first). What a judge must tell apart: NAME's
+    turns from other people's, in the same chats (a reward judge reads the context too).
 
-    Example (NAME "Ana"): a session [Sam "hi", Ana "hey", Bo "yo"] -> (["hey", "yo"], [1, 0],
-      [[Sam "hi"], [Sam "hi", Ana "hey"]])
+    Example (NAME "Ana"): a session [Sam "hi", Ana "hey", Bo "yo"] -> (["hi", "hey", "yo"], [0, 1, 0],
+      [[], [Sam "hi"], [Sam "hi", Ana "hey"]])
     """
     texts, labels, contexts = [], [], []
     for _, _, turns in sessions:
-        for i in range(1, len(turns)):
+        for i in range(len(turns)):
             texts.append(turns[i].text)
             labels.append(int(turns[i].author == name))
             contexts.append(turns[max(0, i - context_turns):i])
