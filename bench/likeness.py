@@ -14,7 +14,7 @@ Steps (each a `likeme` command; timed):
   1. voice    likeme train voice --as Robin --max-minutes M                 (SFT, the defaults)
   2. judges   likeme train embedder --as Robin (A); likeme train classifier --label-by author (A);
               likeme pairs --from SFT --db A (chosen: Robin's real replies in A) + likeme train reward
-  3. dpo      likeme pairs --from SFT --others (the voice's own training sessions) + likeme train prefer
+  3. dpo      likeme pairs --from SFT (the voice's own training sessions) + likeme train prefer
   4. write    for K of Robin's replies in B: base, SFT and SFT + DPO each write a reply; SFT also
               writes 4 and the embedder judge picks one (best-of-4)
   5. judge    every judge scores every reply: mean score, ROC-AUC real vs written, distinct-2, length,
@@ -77,7 +77,10 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=40, help="Robin's replies in B written again by each model")
     ap.add_argument("--dpo-pairs", type=int, default=96, help="contexts of the voice's training sessions for DPO pairs")
     ap.add_argument("--reward-pairs", type=int, default=96, help="contexts of A for the reward model's pairs")
-    ap.add_argument("--dpo-lr", type=float, default=5e-4, help="DPO's learning rate (1e-4 left the voice's replies as they were)")
+    ap.add_argument("--dpo-lr", type=float, default=2.5e-4,
+                    help="DPO's learning rate (1e-4 left the voice's replies as they were; 5e-4 with --dpo-others "
+                         "cut them to half of Robin's length)")
+    ap.add_argument("--dpo-others", action="store_true", help="DPO pairs also reject another person's reply")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args(argv)
     work = args.work
@@ -106,8 +109,8 @@ def main(argv=None) -> int:
     rm = steps.run("2 judge: reward model", runs / "judge-reward" / "metrics.json", "train", "reward", "--pairs",
                    reward_pairs, "--max-length", 384, "--epochs", 2, "--out", runs / "judge-reward", "-q").parent
     dpo_pairs = steps.run("3 DPO pairs", work / "pairs-sft.jsonl", "pairs", "--from", sft, "--out",
-                          work / "pairs-sft.jsonl", "--max-contexts", args.dpo_pairs, "--others",
-                          "--max-new-tokens", args.max_new_tokens)
+                          work / "pairs-sft.jsonl", "--max-contexts", args.dpo_pairs,
+                          *(["--others"] if args.dpo_others else []), "--max-new-tokens", args.max_new_tokens)
     dpo = steps.run("3 DPO", runs / "dpo" / "metrics.json", "train", "prefer", "--from", sft, "--pairs", dpo_pairs,
                     "--max-length", 384, "--batch-size", 4, "--grad-accum", 1, "--lr", args.dpo_lr, "--eval-every", 10,
                     "--out", runs / "dpo", "-q").parent
