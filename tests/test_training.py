@@ -151,3 +151,11 @@ def test_perplexity_of_a_lora_model_is_its_merged_models(tiny_lm):
     merged = perplexity(lora.merge_and_unload(), examples, tok.pad_token_id)
     assert with_lora == pytest.approx(merged, rel=1e-5)
     assert with_lora != pytest.approx(perplexity(load_causal_lm(tiny_lm)[0], examples, tok.pad_token_id), rel=1e-3)
+
+
+def test_steps_worked_example():
+    from likeme.training.trainer import steps
+
+    assert steps(100, 8, 1.5) == (13, 20)  # 13 steps an epoch (the last one short), 19.5 rounded up
+    assert steps(100, 8, 1.5, max_steps=5) == (13, 5)
+    assert steps(96, 8, 1.0) == (12, 12) and steps(3, 8, 0.1) == (1, 1)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +181,7 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
         cache_seconds = round(time.time() - started, 1)
 
         # -- train -------------------------------------------------------------------------------
-        steps_per_epoch = max(1, math.ceil(len(train_set) / cfg.batch_size))
-        total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+        steps_per_epoch, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         metric = "eval_macro_f1" if cfg.select_by == "macro_f1" else "eval_loss"
         args = tr.arguments(
             run, seed=cfg.seed, eval_steps=steps_per_epoch if val_set else None, save_steps=steps_per_epoch,

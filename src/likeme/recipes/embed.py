@@ -156,7 +156,7 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
 
         # -- train -------------------------------------------------------------------------------
         passes = _Passes(epoch_rows, min(len(fixed_train), cfg.max_triplets), cfg.batch_size, cfg.seed)
-        total = cfg.max_steps or max(1, math.ceil(math.ceil(len(passes) / cfg.batch_size) * cfg.epochs))
+        total = tr.steps(len(passes), cfg.batch_size, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
             run, seed=cfg.seed, eval_steps=cfg.eval_every if eval_rows else None, save_steps=cfg.eval_every,
             max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=0.01,

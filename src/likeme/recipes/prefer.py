@@ -18,7 +18,6 @@ metrics.json: val_reward_accuracy, val_reward_margin, pairs, steps, seconds.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,8 @@ class PreferConfig:
     epochs: float = field(default=1.0, metadata={"help": "Passes over the pairs."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (overrides --epochs)."})
     lr: float = field(default=5e-5, metadata={
-        "help": "Peak learning rate of the adapter (DPO wants less than supervised LoRA's 2e-4)."})
+        "help": "Peak learning rate of the adapter (DPO wants less than supervised LoRA's 5e-4; on a 10-minute "
+                "voice 2.5e-4 kept the replies' length and 5e-4 halved it: bench/likeness.py)."})
     batch_size: int = field(default=4, metadata={"help": "Pairs per forward pass (each is two rows)."})
     grad_accum: int = field(default=2, metadata={"help": "Forward passes per optimizer step."})
     max_length: int = field(default=512, metadata={
@@ -93,8 +93,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
                  "voice_config": runs.voice_config(voice_meta)})
     with run.recording():
         # -- train -------------------------------------------------------------------------------
-        steps_per_epoch = max(1, math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum)))
-        total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+        total = tr.steps(len(train_set), cfg.batch_size * cfg.grad_accum, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
             run, seed=cfg.seed, eval_steps=cfg.eval_every if val_set else None, save_steps=cfg.eval_every,
             cls=DPOConfig, max_steps=total, per_device_train_batch_size=cfg.batch_size,

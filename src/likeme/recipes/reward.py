@@ -18,7 +18,6 @@ metrics.json: val_accuracy, base_val_accuracy (the untrained head), val_loss, va
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
 
         # -- train -------------------------------------------------------------------------------
         train_set = [examples[i] for i in train_idx]
-        total = cfg.max_steps or max(1, math.ceil(math.ceil(len(train_set) / cfg.batch_size) * cfg.epochs))
+        total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
             run, seed=cfg.seed, eval_steps=cfg.eval_every if val else None, save_steps=cfg.eval_every,
             max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate(kind),

@@ -124,8 +124,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         model.train()
 
         # -- train -------------------------------------------------------------------------------
-        steps_per_epoch = max(1, -(-len(data.train) // (cfg.batch_size * cfg.grad_accum)))
-        planned = max(1, int(steps_per_epoch * cfg.epochs + 0.999))
+        steps_per_epoch, planned = tr.steps(len(data.train), cfg.batch_size * cfg.grad_accum, cfg.epochs)
         # A time budget starts from room for 100 passes; TimeBudget lowers it once it knows the pace.
         total = cfg.max_steps or (100 * steps_per_epoch if cfg.max_minutes else planned)
         budget = [TimeBudget(cfg.max_minutes)] if cfg.max_minutes else []

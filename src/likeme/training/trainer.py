@@ -11,6 +11,8 @@ evaluation (`eval_steps`), so a kill -9 or a power cut loses at most the steps s
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -29,6 +31,16 @@ def use_bf16() -> bool:
     """bf16 mixed precision on a GPU that has it; fp32 on the CPU (bf16 matmuls are slower than fp32 on
     most laptop CPUs, which lack AVX512-BF16 / AMX)."""
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def steps(examples: int, per_step: int, epochs: float, max_steps: int | None = None) -> tuple[int, int]:
+    """(optimizer steps per epoch, steps in all) for `examples` at `per_step` examples a step (batch x
+    accumulation): `max_steps` when given, else `epochs` passes, at least one step each.
+
+    Example: steps(100, 8, 1.5) -> (13, 20); steps(100, 8, 1.5, max_steps=5) -> (13, 5)
+    """
+    per_epoch = max(1, -(-examples // per_step))
+    return per_epoch, max_steps or max(1, math.ceil(per_epoch * epochs - 1e-9))
 
 
 def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int | None = None,
