@@ -14,7 +14,9 @@ Steps (each a `likeme` command; timed):
   1. voice    likeme train voice --as Robin --max-minutes M                 (SFT, the defaults)
   2. judges   likeme train embedder --as Robin (A); likeme train classifier --label-by author (A);
               likeme pairs --from SFT --db A (chosen: Robin's real replies in A) + likeme train reward
-  3. dpo      likeme pairs --from SFT (the voice's own training sessions) + likeme train prefer
+  3. dpo      likeme pairs --from SFT --judge EMBEDDER --per-context 4 (the voice's own training
+              sessions; chosen the judge's favourite of 4 written replies, rejected its least favourite)
+              + likeme train prefer
   4. write    for K of Robin's replies in B: base, SFT and SFT + DPO each write a reply; SFT also
               writes 4 and the embedder judge picks one (best-of-4)
   5. judge    every judge scores every reply: mean score, ROC-AUC real vs written, distinct-2, length,
@@ -81,6 +83,10 @@ def main(argv=None) -> int:
                     help="DPO's learning rate (1e-4 left the voice's replies as they were; 5e-4 with --dpo-others "
                          "cut them to half of Robin's length)")
     ap.add_argument("--dpo-others", action="store_true", help="DPO pairs also reject another person's reply")
+    ap.add_argument("--dpo-judge", choices=["none", "embedder", "classifier"], default="embedder",
+                    help="DPO pairs ranked by this judge: chosen its favourite of --dpo-per-context replies the SFT "
+                         "voice writes, rejected its least favourite (none: chosen Robin's real reply)")
+    ap.add_argument("--dpo-per-context", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args(argv)
     work = args.work
@@ -108,8 +114,10 @@ def main(argv=None) -> int:
                              "--max-new-tokens", args.max_new_tokens)
     rm = steps.run("2 judge: reward model", runs / "judge-reward" / "metrics.json", "train", "reward", "--pairs",
                    reward_pairs, "--max-length", 384, "--epochs", 2, "--out", runs / "judge-reward", "-q").parent
+    ranked = ["--judge", {"embedder": emb, "classifier": clf}[args.dpo_judge], "--per-context",
+              args.dpo_per_context] if args.dpo_judge != "none" else []
     dpo_pairs = steps.run("3 DPO pairs", work / "pairs-sft.jsonl", "pairs", "--from", sft, "--out",
-                          work / "pairs-sft.jsonl", "--max-contexts", args.dpo_pairs,
+                          work / "pairs-sft.jsonl", "--max-contexts", args.dpo_pairs, *ranked,
                           *(["--others"] if args.dpo_others else []), "--max-new-tokens", args.max_new_tokens)
     dpo = steps.run("3 DPO", runs / "dpo" / "metrics.json", "train", "prefer", "--from", sft, "--pairs", dpo_pairs,
                     "--max-length", 384, "--batch-size", 4, "--grad-accum", 1, "--lr", args.dpo_lr, "--eval-every", 10,

@@ -151,6 +151,21 @@ def sampling_options(fn):
     return click_options(Sampling)(fn)
 
 
+def json_schema_option(fn):
+    return click.option("--json-schema", metavar="FILE", default=None,
+                        help="Write JSON that validates against the JSON schema in FILE (constrained decoding; "
+                             "'{\"type\": \"object\"}' in FILE for any JSON object).")(fn)
+
+
+def _json_schema(path):
+    """--json-schema FILE -> a compiled schema (checked before the model loads), or None."""
+    if path is None:
+        return None
+    from likeme.grammar import load_schema_file
+
+    return load_schema_file(path)
+
+
 def _load_voice(run, flags: dict, **load_options):
     """Check the flags (before the slow load), load the run, make the flags its defaults."""
     from likeme.generate import Sampling, load
@@ -200,9 +215,10 @@ def _print_all(results, prefix: str = "") -> None:
 @click.option("--recall", type=int, default=None, metavar="K",
               help="Show the voice NAME's K past messages most like yours, from the store (default: as the run was "
                    "trained; 0: none).")
+@json_schema_option
 @db_option
 @sampling_options
-def chat(run, message, best_of, judge, recall, db, **flags):
+def chat(run, message, best_of, judge, recall, json_schema, db, **flags):
     """Chat with a trained voice: you write as the partner, it answers as NAME.
 
     RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
@@ -212,18 +228,20 @@ def chat(run, message, best_of, judge, recall, db, **flags):
     likeme chat ana-voice --message "are you coming tonight?" --seed 1
     echo "are you up?" | likeme chat ana-voice --message -
     likeme chat ana-voice --best-of 4 --judge ana-embedder
+    likeme chat ana-voice -m "rate tonight's film" --json-schema rating.schema.json
     """
     try:
         text = _text_arg(message, "message") if message is not None else None
         if best_of > 1 and not judge:
             raise LikemeError("--best-of needs --judge RUN to pick with (an embedder or author classifier of NAME)")
+        schema = _json_schema(json_schema)
         voice = _load_voice(run, flags, recall=recall, db=db)
         voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
-        pick = {}
+        pick = {"json_schema": schema} if schema is not None else {}
         if best_of > 1:
             from likeme.judge import load_judge
 
-            pick = {"best_of": best_of, "judge": load_judge(judge, voice.name)}
+            pick.update(best_of=best_of, judge=load_judge(judge, voice.name))
         if text is None:
             _repl(voice, pick)
             return
@@ -401,8 +419,9 @@ def _settings_text(voice, seed) -> str:
 @click.argument("prompt")
 @click.option("--echo/--no-echo", default=True, show_default=True,
               help="Print the prompt before its continuation.")
+@json_schema_option
 @sampling_options
-def generate_text(run, prompt, echo, **flags):
+def generate_text(run, prompt, echo, json_schema, **flags):
     """Continue raw text with a model, no chat template (PROMPT '-': read it from stdin).
 
     RUN is a run folder, or any model `likeme models` lists.
@@ -413,17 +432,59 @@ def generate_text(run, prompt, echo, **flags):
     """
     try:
         prompt = _text_arg(prompt, "prompt")
+        schema = _json_schema(json_schema)
         voice = _load_voice(run, flags)
         if voice.sampling.num_return_sequences > 1:
-            _print_all(voice.generate(prompt), prefix=prompt if echo else "")
+            _print_all(voice.generate(prompt, json_schema=schema), prefix=prompt if echo else "")
             return
         if echo:
             _echo_piece(prompt)
-        voice.generate(prompt, stream=_echo_piece)
+        voice.generate(prompt, stream=_echo_piece, json_schema=schema)
         click.echo()
     except KeyboardInterrupt:
         click.echo("", err=True)
         sys.exit(130)
+
+
+# -- serving: likeme.serve -------------------------------------------------------------------
+
+
+def _limits_options(fn):
+    from likeme.config import click_options
+    from likeme.serve.limits import Limits
+
+    return click_options(Limits)(fn)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but this machine's own (127.0.0.1, ::1) needs an API key.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key", envvar="LIKEME_API_KEY", default=None, metavar="KEY",
+              help="Every /v1 request must send Authorization: Bearer KEY (also from LIKEME_API_KEY).")
+@click.option("--log-messages", is_flag=True, help="Write the messages of each request to the log (off: only sizes).")
+@_limits_options
+def serve(runs, host, port, api_key, log_messages, **limit_flags):
+    """Serve runs behind an OpenAI-compatible API, with a chat page at http://HOST:PORT/.
+
+    Voice runs answer /v1/chat/completions and /v1/completions (streaming, n, stop, seed, JSON output with
+    response_format); embedder runs /v1/embeddings and /v1/likeness; classifier runs /v1/classify.
+    Each run is a model named by its folder.
+
+    \b
+    likeme serve runs/ana-voice runs/ana-embedder
+    likeme serve runs/ana-voice --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"
+    """
+    from likeme.serve import check_host, serve as run_server
+    from likeme.serve.limits import Limits
+
+    check_host(host, api_key)  # before the slow loads
+    limits = Limits(**{k: v for k, v in limit_flags.items() if v is not None})
+    bad = [k for k, v in vars(limits).items() if v < (0 if k == "max_queue" else 1)]
+    if bad:
+        raise LikemeError(f"--{bad[0].replace('_', '-')} must be at least {0 if bad[0] == 'max_queue' else 1}")
+    run_server(list(runs), host=host, port=port, api_key=api_key, limits=limits, log_messages=log_messages)
 
 
 # -- preference pairs: likeme.pairs -----------------------------------------------------------
@@ -438,15 +499,22 @@ def generate_text(run, prompt, echo, **flags):
 @click.option("--max-contexts", type=int, default=200, show_default=True,
               help="NAME's training replies used at most, spread evenly (0: all; each costs a generation).")
 @click.option("--others", is_flag=True, help="Also pair each real reply against someone else's message in its session.")
+@click.option("--judge", metavar="RUN", default=None,
+              help="Rank the written replies with this run (an embedder, author classifier or reward run of NAME): "
+                   "chosen its favourite of --per-context replies, rejected its least favourite.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-new-tokens", type=int, default=None, help="Stop a written reply after this many tokens.")
 @click.option("--temperature", type=float, default=None, help="Sampling temperature of the written replies.")
 @db_option
-def pairs(run, name, out, per_context, max_contexts, others, seed, max_new_tokens, temperature, db):
+def pairs(run, name, out, per_context, max_contexts, others, judge, seed, max_new_tokens, temperature, db):
     """Preference pairs from NAME's own replies: chosen the real reply, rejected what the voice writes.
 
     Training sessions only (the run's held-out ones never appear). JSONL in TRL's conversational
-    prompt / chosen / rejected format, for likeme train reward and likeme train prefer."""
+    prompt / chosen / rejected format, for likeme train reward and likeme train prefer.
+
+    \b
+    likeme pairs --from runs/ana-voice                                   # real reply vs written
+    likeme pairs --from runs/ana-voice --judge runs/ana-embedder --per-context 4   # best vs worst of 4"""
     from likeme import pairs as pairs_
     from likeme.models import resolve
     from likeme.runs import read_meta
@@ -455,12 +523,16 @@ def pairs(run, name, out, per_context, max_contexts, others, seed, max_new_token
     meta = read_meta(ref.path) if ref.kind == "run" else {}
     if name and meta.get("as") and name != meta["as"]:
         raise LikemeError(f"{run} speaks as {meta['as']!r}, not {name!r}: pairs are the run's own NAME's")
+    if judge:
+        from likeme.judge import load_judge
+
+        judge = load_judge(judge, meta.get("as") or name)
     path = Path(out) if out else pairs_.default_path(meta.get("as") or name or "pairs")
     bar = _bar_if_tty(max_contexts or None, "contexts")
     try:
         n = pairs_.append(path, pairs_.from_run(
             run, db=db, per_context=per_context, max_contexts=max_contexts or None, others=others, seed=seed,
-            sampling={"max_new_tokens": max_new_tokens, "temperature": temperature},
+            judge=judge or None, sampling={"max_new_tokens": max_new_tokens, "temperature": temperature},
             progress=bar.update if bar else None))
     finally:
         if bar:

@@ -199,7 +199,7 @@ class Voice:
 
     # -- prompts ---------------------------------------------------------------------------------
 
-    def prompt_ids(self, history: Sequence, *, max_new_tokens: int | None = None) -> list[int]:
+    def prompt_ids(self, history: Sequence, *, max_new_tokens: int | None = None, system: str | None = None) -> list[int]:
         """The token ids `reply` feeds the model: the training prompt for NAME's next message.
 
         persona runs (the default): the chat template, as `datasets.persona_example` builds it. Names are
@@ -211,6 +211,8 @@ class Voice:
         The last `context_turns` turns are kept (run.yaml, else 8, as in training), fewer when the prompt
         and `max_new_tokens` would not fit in the model's context. With `recall`, NAME's past messages most
         like the last turn are listed in the system turn (`datasets.system_prompt`), as in training.
+        `system`: more instructions, added to the system turn after the training one (persona runs) or as a
+        first line (transcript runs).
         """
         if not self.name:
             raise LikemeError(f"{self.run} does not say whom it speaks as (no as: in a run.yaml): chat with a voice "
@@ -220,24 +222,28 @@ class Voice:
         recalled = self.recall(turns[-1].text) if self.recall is not None and turns else ()
         room = None if self.context_window is None else self.context_window - (max_new_tokens or 0)
         for start in range(len(turns) + 1):
-            ids = self._prompt(turns[start:], recalled)
+            ids = self._prompt(turns[start:], recalled, system)
             if room is None or len(ids) <= room:
                 return ids
         raise LikemeError(f"the prompt alone ({len(ids)} tokens) does not leave room for max_new_tokens="
                           f"{max_new_tokens} in the model's {self.context_window}-token context: lower --max-new-tokens")
 
-    def _prompt(self, turns, recalled=()) -> list[int]:
+    def _prompt(self, turns, recalled=(), system: str | None = None) -> list[int]:
         from likeme.datasets import _ids, chat_messages
 
         if self.format == "persona":
             prefix = len({t.author for t in turns if t.author != self.name}) > 1
             msgs = chat_messages(turns, self.name, prefix_names=prefix, recalled=recalled)
+            if system and system.strip():
+                msgs[0] = {"role": "system", "content": msgs[0]["content"] + "\n" + system.strip()}
             try:
                 return _ids(self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
             except Exception as e:  # jinja's TemplateError, or a template that rejects a system turn
                 raise LikemeError(f"{self.run}: its chat template cannot render the chat ({str(e).splitlines()[0]}): "
                                   "train with --format transcript for this model") from e
         ids = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+        if system and system.strip():
+            ids += self.tokenizer(system.strip() + "\n", add_special_tokens=False)["input_ids"]
         for t in turns:  # one line at a time, tokenized exactly as in training
             ids += self.tokenizer(f"{t.author}: {t.text}\n", add_special_tokens=False)["input_ids"]
         return ids + self.tokenizer(f"{self.name}:", add_special_tokens=False)["input_ids"]
@@ -245,7 +251,8 @@ class Voice:
     # -- generating ------------------------------------------------------------------------------
 
     def reply(self, history: Sequence, *, stream: Callable[[str], Any] | None = None, best_of: int = 1,
-              judge=None, **sampling: Any) -> Generation | list[Generation]:
+              judge=None, json_schema=None, stop: Sequence[str] = (), system: str | None = None,
+              cancel=None, **sampling: Any) -> Generation | list[Generation]:
         """NAME's next message after `history`: a str, or a list of `num_return_sequences` strs.
 
         history: message strings (the partner's), `(author, text)` pairs or `Turn`s, oldest first;
@@ -255,18 +262,27 @@ class Voice:
         best_of, judge: sample `best_of` replies and return the one `judge` (judge.py: `.score(replies,
           contexts)`, higher is more like NAME) scores highest; the candidates and their scores are in
           its `.candidates`. An ensemble of attempts: more CPU per reply, a reply more like NAME.
+        json_schema: a JSON schema (dict, JSON text or `grammar.Schema`): the reply is JSON that validates
+          against it (`grammar.py`); {"type": "object"} for any JSON object.
+        stop: strings that end the reply where they first appear (not included), as OpenAI's `stop`.
+        system: more instructions for NAME, added to the system turn after the training one.
+        cancel: a `threading.Event`; once set, generation stops after the current token (finish "cancelled").
         sampling: any `Sampling` field, for this call only: temperature=0.5, do_sample=False, seed=3, ...
 
         Example: voice.reply(["hi"], seed=1) -> 'heyy'; voice.reply([]) -> NAME opens the chat;
           voice.reply(["hi"], best_of=4, judge=load_judge("runs/ana-embedder", "Ana")) -> 'hey :)'
+          voice.reply(["rate the film 1-5"], json_schema={"type": "object", "properties": {"stars":
+            {"type": "integer"}}, "required": ["stars"]}) -> '{"stars": 4}'
         """
         if best_of > 1:
-            return self._best_of(history, best_of, judge, stream, sampling)
+            return self._best_of(history, best_of, judge, stream, dict(sampling, json_schema=json_schema, stop=stop,
+                                                                        system=system, cancel=cancel))
         settings = self.sampling.updated(**sampling)
-        ids = self.prompt_ids(history, max_new_tokens=settings.max_new_tokens)
+        ids = self.prompt_ids(history, max_new_tokens=settings.max_new_tokens, system=system)
         # A transcript line ends at its newline (NAME's consecutive messages are one line per reply here).
         return self._sample(ids, settings, self.reply_stop_ids, stream, strip=True,
-                            line=self.format == "transcript")
+                            line=self.format == "transcript" and json_schema is None,
+                            json_schema=json_schema, stop=stop, cancel=cancel)
 
     def _best_of(self, history: Sequence, n: int, judge, stream, sampling: dict) -> Generation:
         if judge is None:
@@ -283,10 +299,11 @@ class Voice:
             stream(str(best))
         return best
 
-    def generate(self, prompt: str, *, stream: Callable[[str], Any] | None = None,
-                 **sampling: Any) -> Generation | list[Generation]:
+    def generate(self, prompt: str, *, stream: Callable[[str], Any] | None = None, json_schema=None,
+                 stop: Sequence[str] = (), cancel=None, **sampling: Any) -> Generation | list[Generation]:
         """The raw continuation of `prompt`, no chat template: `generate("once upon", max_new_tokens=3)`
-        -> ' a time there'. Only the new text is returned, whitespace kept, so `prompt + text` reads on."""
+        -> ' a time there'. Only the new text is returned, whitespace kept, so `prompt + text` reads on.
+        json_schema, stop, cancel: as in `reply`."""
         settings = self.sampling.updated(**sampling)
         ids = self.tokenizer(prompt)["input_ids"] if prompt else []
         if not ids:  # nothing to continue from: start a document
@@ -294,33 +311,47 @@ class Voice:
             ids = [start]
         if self.context_window is not None:
             ids = ids[-max(1, self.context_window - settings.max_new_tokens):]  # keep the end: it is what is continued
-        return self._sample(ids, settings, self.text_stop_ids, stream, strip=False)
+        return self._sample(ids, settings, self.text_stop_ids, stream, strip=False, json_schema=json_schema,
+                            stop=stop, cancel=cancel)
 
     def _sample(self, ids: list[int], settings: Sampling, stop_ids: list[int], stream, *, strip: bool,
-                line: bool = False):
+                line: bool = False, json_schema=None, stop: Sequence[str] = (), cancel=None):
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         n = settings.num_return_sequences
+        stop = [s for s in (stop or ()) if s]
+        constrain = []
+        if json_schema is not None:
+            from likeme.grammar import JsonLogits, compile_schema
+
+            constrain = [JsonLogits(compile_schema(json_schema), self.tokenizer, stop_ids, len(ids), n)]
+            stop = []  # a stop string inside the JSON would cut it: the grammar says where the reply ends
         if settings.seed is not None:
             from transformers import set_seed
 
             set_seed(settings.seed)  # python, numpy and torch (CUDA included) RNGs: what generate() samples with
-        clean = _Cleaner(self.tokenizer, stop_ids, self._markers, strip, line)
+        clean = _Cleaner(self.tokenizer, stop_ids, self._markers + stop, strip, line)
         streamer = _Streamer(clean, stream) if stream is not None and n == 1 else None
         input_ids = torch.tensor([ids], device=self.model.device)  # (1, T)
+        criteria = [_LineEnd(clean, input_ids.shape[1])] if line else []
+        if stop:
+            criteria.append(_TextEnd(clean, input_ids.shape[1], stop))
+        if cancel is not None:
+            criteria.append(_Cancelled(cancel))
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids, attention_mask=torch.ones_like(input_ids), eos_token_id=stop_ids,
-                pad_token_id=self.pad_id, streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([_LineEnd(clean, input_ids.shape[1])] if line else []),
-                **settings.generate_kwargs())
+                pad_token_id=self.pad_id, streamer=streamer, logits_processor=LogitsProcessorList(constrain),
+                stopping_criteria=StoppingCriteriaList(criteria), **settings.generate_kwargs())
         results = []
         for row in out[:, input_ids.shape[1]:].tolist():  # (n, T_new): rows padded after their end
             cut = clean.end(row)
             new = row if cut is None else row[: cut + 1]
             text = streamer.text if streamer is not None else clean(new)
-            results.append(Generation(text, new, "length" if cut is None else "stop"))
+            finish = "stop" if cut is not None else "cancelled" if cancel is not None and cancel.is_set() else \
+                "stop" if _cut_by(stop, self.tokenizer.decode(new, skip_special_tokens=True)) else "length"
+            results.append(Generation(text, new, finish))
         return results[0] if n == 1 else results
 
 
@@ -388,6 +419,39 @@ class _LineEnd:
         last = input_ids[:, -1].tolist()  # (B,)
         done = [input_ids.shape[1] > self.prompt_len and self.clean._newline(t) for t in last]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _cut_by(stop: Sequence[str], text: str) -> bool:
+    return any(s in text for s in stop)
+
+
+class _TextEnd:
+    """A stopping criterion: True for each row whose new text holds one of the `stop` strings.
+    input_ids (B, T) -> (B,) bool."""
+
+    def __init__(self, clean: _Cleaner, prompt_len: int, stop: Sequence[str]):
+        self.clean, self.prompt_len, self.stop = clean, prompt_len, list(stop)
+        self.tail = max(len(s) for s in stop) + 16  # enough tokens to hold the longest stop string
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        rows = input_ids[:, self.prompt_len:][:, -self.tail:].tolist()
+        done = [_cut_by(self.stop, self.clean.tokenizer.decode(r, skip_special_tokens=True)) for r in rows]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _Cancelled:
+    """A stopping criterion that ends every row once `event` (a threading.Event) is set: a client that went
+    away frees the model after one more token."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class _Streamer:

@@ -4,6 +4,11 @@ For a reply of NAME in a TRAINING session (never a held-out one), with its conte
     chosen    NAME's real reply;
     rejected  a reply the voice run wrote to the same context (`per_context` of them), and, with
               `others`, what someone else wrote in the same session: a reply, but not NAME's.
+With a `judge` (an embedder, author classifier or reward run of NAME) both sides are the voice's own:
+of `per_context` replies written to the context, the one the judge finds most like NAME is chosen and
+the one it finds least like NAME rejected (on-policy pairs, as in online/iterative DPO and RLAIF: the
+chosen reply is one the voice could write, so tuning moves it toward its best rather than away from
+its typical).
 `likeme compare` adds the person's own choices between two written replies.
 
 One JSON object per line, in TRL's conversational preference format (the prompt is the training prompt of
@@ -68,27 +73,54 @@ def training_replies(run, *, db=None, max_contexts: int | None = None, sampling:
 
 
 def from_run(run, *, db=None, per_context: int = 1, max_contexts: int | None = 200, others: bool = False,
-             seed: int = 0, sampling: dict | None = None,
+             seed: int = 0, sampling: dict | None = None, judge=None,
              progress: Callable[[int], None] | None = None) -> Iterator[dict]:
     """Pairs for NAME's training replies: chosen the real reply, rejected what the voice writes to the
     same context (written replies equal to the real one are skipped), and with `others` someone else's
-    message from the same session."""
+    message from the same session. With `judge` (a `likeme.judge.Judge`; `per_context` >= 2): chosen the
+    judge's favourite of the written replies, rejected its least favourite (contexts where they tie are
+    skipped)."""
     import random
 
     from likeme.datasets import chat_messages
 
+    if judge is not None and per_context < 2:
+        raise LikemeError("pairs ranked by a judge need at least two written replies per context: --per-context 4")
     voice, found = training_replies(run, db=db, max_contexts=max_contexts, sampling=sampling)
+    if judge is not None and judge.name != voice.name:
+        raise LikemeError(f"the judge knows {judge.name!r}, the voice speaks as {voice.name!r}: use a judge of {voice.name}")
     rng = random.Random(seed)
     for i, r in enumerate(found):
         prompt = chat_messages(r.context, voice.name, r.prefix_names)
         written = voice.reply(r.context, seed=seed + i, num_return_sequences=per_context)
-        for text in written if isinstance(written, list) else [written]:
-            if text.strip() and not same(text, r.reply.text):
-                yield pair(prompt, r.reply.text, str(text))
+        written = [str(t) for t in (written if isinstance(written, list) else [written]) if str(t).strip()]
+        if judge is not None:
+            ranked = ranked_pair(written, judge.score(written, [r.context] * len(written)))
+            if ranked:
+                yield pair(prompt, *ranked)
+        else:
+            for text in written:
+                if not same(text, r.reply.text):
+                    yield pair(prompt, r.reply.text, text)
         if others and r.others:
             yield pair(prompt, r.reply.text, rng.choice(r.others))
         if progress is not None:
             progress(1)
+
+
+def ranked_pair(texts: list[str], scores: list[float]) -> tuple[str, str] | None:
+    """(best, worst) of texts by score, or None when they are the same reply or score the same.
+
+    >>> ranked_pair(["ok", "Sure thing!", "hm"], [0.2, 0.9, 0.1])
+    ('Sure thing!', 'hm')
+    """
+    if len(texts) < 2:
+        return None
+    order = sorted(range(len(texts)), key=lambda k: scores[k])
+    best, worst = texts[order[-1]], texts[order[0]]
+    if scores[order[-1]] <= scores[order[0]] or same(best, worst):
+        return None
+    return best, worst
 
 
 def same(a: str, b: str) -> bool:
