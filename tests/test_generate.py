@@ -268,3 +268,90 @@ def test_cli_errors_are_one_line(tmp_path, run):
         p = subprocess_cli(*args)
         assert p.returncode == 1 and p.stderr.startswith("Error: ") and p.stderr.count("\n") == 1, p.stderr
         assert "Traceback" not in p.stderr
+
+
+# -- JSON output, stop strings, cancelling -------------------------------------------------------------
+
+MOOD = {"type": "object", "properties": {"mood": {"enum": ["happy", "sad"]}, "ok": {"type": "boolean"}},
+        "required": ["mood", "ok"], "additionalProperties": False}
+
+
+def test_json_schema_replies_parse_and_validate(voice, tmp_path):
+    import json
+
+    from likeme.grammar import compile_schema
+
+    for seed in range(4):  # a random model: only the grammar makes these valid
+        out = voice.reply(["hi"], json_schema=MOOD, seed=seed, max_new_tokens=40)
+        got = json.loads(out)
+        assert set(got) == {"mood", "ok"} and got["mood"] in ("happy", "sad") and isinstance(got["ok"], bool)
+        assert out.finish == "stop" and ", " in out  # compact JSON, ended by the grammar
+    many = voice.reply(["hi"], json_schema=compile_schema(MOOD), seed=1, num_return_sequences=3, max_new_tokens=40)
+    assert all(json.loads(m)["mood"] in ("happy", "sad") for m in many)
+    pieces = []
+    streamed = voice.reply(["hi"], json_schema=MOOD, seed=2, max_new_tokens=40, stream=pieces.append)
+    assert "".join(pieces) == streamed and json.loads(streamed)
+    raw = voice.generate("weather:", json_schema={"type": "object", "properties": {"rain": {"type": "boolean"}},
+                                                  "required": ["rain"], "additionalProperties": False}, seed=0)
+    assert json.loads(raw)["rain"] in (True, False)
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "object", "properties": {"a": {"type": "frobnicate"}}}, "cannot use this JSON schema"),
+    ("{not json", "not JSON"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_schemas_are_one_line_errors(voice, schema, message):
+    from likeme.grammar import compile_schema
+
+    with pytest.raises(LikemeError, match=message):
+        compile_schema(schema)
+
+
+def test_cli_json_schema(run, tmp_path):
+    import json
+
+    (tmp_path / "mood.json").write_text(json.dumps(MOOD))
+    p = cli("chat", str(run), "-m", "hi", "--json-schema", str(tmp_path / "mood.json"), "--seed", "3",
+            "--max-new-tokens", "40")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["mood"] in ("happy", "sad")
+    p = cli("generate", str(run), "w:", "--no-echo", "--json-schema", str(tmp_path / "mood.json"), "--seed", "3",
+            "--max-new-tokens", "40")
+    assert p.returncode == 0 and json.loads(p.stdout)["ok"] in (True, False)
+    (tmp_path / "bad.json").write_text("{nope")
+    p = cli("chat", str(run), "-m", "hi", "--json-schema", str(tmp_path / "bad.json"))
+    assert p.returncode == 1 and "not JSON" in p.stderr and "Traceback" not in p.stderr
+    p = cli("chat", str(run), "-m", "hi", "--json-schema", str(tmp_path / "missing.json"))
+    assert p.returncode == 1 and "no such file" in p.stderr
+
+
+def test_stop_strings_cut_the_reply(voice):
+    free = voice.reply(["hi"], seed=4, max_new_tokens=30)
+    assert len(free) >= 3
+    stop = free[1:3]
+    cut = voice.reply(["hi"], seed=4, max_new_tokens=30, stop=[stop])
+    assert cut == free[: free.index(stop)] and cut.finish == "stop"
+    pieces = []
+    streamed = voice.reply(["hi"], seed=4, max_new_tokens=30, stop=[stop], stream=pieces.append)
+    assert "".join(pieces) == streamed == cut  # a stop string never shows, not even while streaming
+
+
+def test_cancel_stops_after_the_next_token(voice):
+    import threading
+
+    cancel = threading.Event()
+    seen = []
+
+    def piece(p):
+        seen.append(p)
+        cancel.set()
+
+    out = voice.reply(["hi"], seed=0, max_new_tokens=60, stream=piece, cancel=cancel, repetition_penalty=1.0)
+    assert out.finish in ("cancelled", "stop") and len(out.token_ids) <= 3
+
+
+def test_system_text_joins_the_training_system_turn(voice):
+    plain = voice.tokenizer.decode(voice.prompt_ids(["hi"]))
+    told = voice.tokenizer.decode(voice.prompt_ids(["hi"], system="Be brief."))
+    assert told == plain.replace("own words and style.", "own words and style.\nBe brief.")

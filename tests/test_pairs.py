@@ -212,3 +212,22 @@ def test_preference_tuning_makes_a_voice(runs, tmp_path):
     p = likeme_cli("eval", run, "--data", runs["later"], "--as", "Ana", "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["replies"] == 6
+
+
+def test_pairs_ranked_by_a_judge(runs):
+    from likeme.judge import load_judge
+
+    judge = load_judge(runs["judge"], "Ana")
+    made = list(pairs.from_run(runs["voice"], per_context=3, max_contexts=4, judge=judge, seed=0,
+                               sampling={"max_new_tokens": 6}))
+    assert made
+    for p in made:  # both sides written by the voice; the judge prefers the chosen one
+        c, r = p["chosen"][0]["content"], p["rejected"][0]["content"]
+        assert judge.score([c])[0] > judge.score([r])[0] and not pairs.same(c, r)
+    assert pairs.ranked_pair(["ok", "Sure thing!", "hm"], [0.2, 0.9, 0.1]) == ("Sure thing!", "hm")
+    assert pairs.ranked_pair(["a", "b"], [0.5, 0.5]) is None and pairs.ranked_pair(["a"], [1.0]) is None
+    with pytest.raises(LikemeError, match="at least two"):
+        list(pairs.from_run(runs["voice"], per_context=1, judge=judge))
+    p = likeme_cli("pairs", "--from", runs["voice"], "--judge", runs["judge"], "--per-context", 2, "--max-contexts", 2,
+                   "--max-new-tokens", 4, "--out", runs["voice"].parent / "ranked.jsonl")
+    assert p.returncode == 0 and "pairs added" in p.stdout
