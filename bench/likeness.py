@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/likeme-likeness"))
     ap.add_argument("--voice-minutes", type=float, default=10.0)
     ap.add_argument("--samples", type=int, default=40, help="Robin's replies in B written again by each model")
-    ap.add_argument("--dpo-pairs", type=int, default=96, help="contexts of the voice's training sessions for DPO pairs")
+    ap.add_argument("--dpo-pairs", type=int, default=128, help="contexts of the voice's training sessions for DPO pairs")
     ap.add_argument("--reward-pairs", type=int, default=96, help="contexts of A for the reward model's pairs")
     ap.add_argument("--dpo-lr", type=float, default=2.5e-4,
                     help="DPO's learning rate (1e-4 left the voice's replies as they were; 5e-4 with --dpo-others "
