@@ -125,10 +125,17 @@ class Gate:
         self.running = self.waiting = 0
         self._slots: asyncio.Semaphore | None = None
 
+    @property
+    def full(self) -> bool:
+        return self.running + self.waiting >= self.concurrent + self.queue
+
+    def busy(self) -> ApiError:
+        return ApiError(429, f"the server is busy ({self.running} generating, {self.waiting} waiting): "
+                             "try again in a moment", code="server_busy")
+
     def admit(self) -> Ticket:
-        if self.running + self.waiting >= self.concurrent + self.queue:
-            raise ApiError(429, f"the server is busy ({self.running} generating, {self.waiting} waiting): "
-                                "try again in a moment", code="server_busy")
+        if self.full:
+            raise self.busy()
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrent)
         return Ticket(self)
@@ -218,6 +225,9 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
                 if not hmac.compare_digest(token.encode(), api_key.encode()):
                     e = ApiError(401, "a valid API key is needed: Authorization: Bearer KEY", code="invalid_api_key")
                     return JSONResponse(e.body(), status_code=401)
+            if request.method == "POST" and gate.full:  # refused before the body is even read: fast under load
+                e = gate.busy()
+                return JSONResponse(e.body(), status_code=429, headers={"Retry-After": "1"})
             size = request.headers.get("content-length")
             if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
                 e = ApiError(413, f"the request body is over {limits.max_body_bytes} bytes", code="body_too_large")
