@@ -10,6 +10,7 @@ that EOS is allowed at the end, and reports each library's installed size and re
     .venv/bin/pip install --target /tmp/gram --no-deps xgrammar outlines-core lm-format-enforcer \\
         transformers-cfg interegular termcolor apache-tvm-ffi   # the last three: needed to import them
     PYTHONPATH=/tmp/gram HF_HUB_OFFLINE=1 .venv/bin/python bench/grammar.py [--out /tmp/grammar-bench.json]
+    .venv/bin/python bench/grammar.py --voice RUN      # what constraining costs in likeme's own replies
 
 A library that fails to import (a missing compiled dependency, say) is reported with its one-line reason.
 """
@@ -337,10 +338,33 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
+def in_likeme(run: str, replies: int = 8) -> dict:
+    """What constraining costs where it is used: new tokens per second of `Voice.reply` on `run`, free and
+    with json_object / the flat schema (llguidance through likeme.grammar), greedy, 64 new tokens at most."""
+    from likeme import generate
+
+    voice = generate.load(run)
+    voice.reply(["hi"], max_new_tokens=4)  # warm
+    out = {}
+    for label, schema in (("free", None), ("json_object", {"type": "object"}), ("flat", SCHEMAS[1][1])):
+        tokens, t = 0, time.perf_counter()
+        for i in range(replies):
+            r = voice.reply([f"tell me about your day {i}"], json_schema=schema, max_new_tokens=64, do_sample=False)
+            tokens += len(r.token_ids)
+        out[label] = {"tokens_per_s": round(tokens / (time.perf_counter() - t), 1), "tokens": tokens}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/grammar-bench.json", help="where to write the results as JSON")
+    parser.add_argument("--voice", default=None, metavar="RUN",
+                        help="also time Voice.reply on this voice run, free and constrained (llguidance)")
     args = parser.parse_args()
+    if args.voice:
+        result = in_likeme(args.voice)
+        print(json.dumps(result))
+        return
 
     from likeme import models
 

@@ -10,6 +10,7 @@ p50/p95 time to first token and to the whole reply, errors, and the server's pea
 (VmHWM). The overload step starts a second server with `--max-concurrent 4 --max-queue 0` and sends 100
 requests at the same moment: how many were answered, how many refused (429) and how fast, whether
 anything else happened, whether the server still answers afterwards, and its memory before and after.
+First, the time a 429 takes when the server is full and not swamped (`--refusal-only`).
 """
 from __future__ import annotations
 
@@ -146,6 +147,28 @@ def overload(run: str, n: int, max_tokens: int) -> dict:
         server.stop()
 
 
+def refusal(run: str, n: int = 20) -> dict:
+    """How long a 429 takes from a full server: --max-concurrent 1 --max-queue 0, one long generation
+    running, then `n` requests one after another (one connection each)."""
+    server = Server(run, "--max-concurrent", 1, "--max-queue", 0)
+    try:
+        body = {"model": server.model, "prompt": "Once upon a time", "max_tokens": 400, "temperature": 1.0}
+        busy = threading.Thread(target=lambda: httpx.post(server.url + "/v1/completions", json=body, timeout=600))
+        busy.start()
+        while httpx.get(server.url + "/health").json()["generating"] == 0:
+            time.sleep(0.05)
+        times, codes = [], []
+        for _ in range(n):
+            t = time.perf_counter()
+            codes.append(httpx.post(server.url + "/v1/chat/completions", json={
+                "model": server.model, "messages": [{"role": "user", "content": "hi"}]}).status_code)
+            times.append(time.perf_counter() - t)
+        busy.join()
+        return {"requests": n, "refused": codes.count(429), "p50_s": pct(times, 0.5), "max_s": round(max(times), 4)}
+    finally:
+        server.stop()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="A voice run to serve.")
@@ -154,8 +177,13 @@ def main(argv=None) -> int:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--overload", type=int, default=100, help="Requests sent at once against a limit of 4 (0: skip).")
     ap.add_argument("--out", type=Path, default=Path("/tmp/serve-bench.json"))
+    ap.add_argument("--refusal-only", action="store_true", help="Only time a 429 from a full server.")
     args = ap.parse_args(argv)
     out: dict = {"run": args.run, "max_tokens": args.max_tokens, "cpus": os.cpu_count(), "loads": []}
+    out["refusal"] = refusal(args.run)
+    print(json.dumps(out["refusal"]), file=sys.stderr)
+    if args.refusal_only:
+        return 0
     server = Server(args.run)  # the defaults: --max-concurrent 1 --max-queue 32
     try:
         one_chat(server.url, server.model, 0, args.max_tokens)  # warm
