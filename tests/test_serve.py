@@ -223,6 +223,21 @@ def test_bad_requests_get_a_4xx_with_an_openai_error(url, body, status, param):
     assert httpx.get(url + "/health").json()["status"] == "ok"  # still serving
 
 
+def test_chunked_bodies_and_long_prompts_are_bounded(served):
+    with server(served, limits=Limits(max_body_bytes=2_000, max_prompt_tokens=120)) as (base, _):
+        def chunks():  # no Content-Length: the size is only known as it arrives
+            yield b'{"model": "ana-voice", "messages": [{"role": "user", "content": "'
+            for _ in range(100):
+                yield b"x" * 100
+            yield b'"}]}'
+
+        r = httpx.post(base + "/v1/chat/completions", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        long = httpx.post(base + "/v1/chat/completions", json=hi(max_tokens=8, messages=[{"role": "user", "content": "hi " * 30}]))
+        assert long.status_code == 400 and "at most 120" in long.json()["error"]["message"]
+        assert httpx.post(base + "/v1/chat/completions", json=hi(max_tokens=3)).status_code == 200
+
+
 def test_client_sees_errors_as_openai_exceptions(client, url):
     with pytest.raises(openai.NotFoundError, match="no model 'nobody'"):
         client.chat.completions.create(model="nobody", messages=[{"role": "user", "content": "hi"}])

@@ -221,7 +221,7 @@ class Voice:
         turns = _as_turns(history, self.name, self.partner)[-self.context_turns:] if self.context_turns else []
         recalled = self.recall(turns[-1].text) if self.recall is not None and turns else ()
         room = None if self.context_window is None else self.context_window - (max_new_tokens or 0)
-        for start in range(len(turns) + 1):
+        for start in range(max(1, len(turns))):  # older turns go first; the last one, being answered, stays
             ids = self._prompt(turns[start:], recalled, system)
             if room is None or len(ids) <= room:
                 return ids

@@ -44,12 +44,14 @@ log = logging.getLogger("likeme.serve")
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-class ApiError(Exception):
-    """An error for the client: `ApiError(404, "no model 'x'", param="model", code="model_not_found")`."""
+class ApiError(HTTPException):
+    """An error for the client: `ApiError(404, "no model 'x'", param="model", code="model_not_found")`.
+    An HTTPException, so that FastAPI lets it through from where it reads the body (it turns any other
+    exception there into a bare 400)."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
                  type: str | None = None):
-        super().__init__(message)
+        super().__init__(status, message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.type = type or {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
             status, "invalid_request_error" if status < 500 else "server_error")
@@ -181,6 +183,7 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
     limits = limits or Limits()
     gate = Gate(limits.max_concurrent, limits.max_queue)
     app = FastAPI(title="likeme", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
     app.state.gate, app.state.served, app.state.limits = gate, served, limits
 
     # -- errors: OpenAI's body, never a traceback ------------------------------------------------
@@ -350,6 +353,30 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
 
 
 # -- pieces of the generation endpoints -------------------------------------------------------------
+
+
+class _BodyLimit:
+    """ASGI middleware: a body sent without Content-Length (chunked) is counted as it arrives, and one
+    that grows past `max_bytes` ends in a 413 without being read further (the declared sizes are checked
+    in `_guard`, before anything is read)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise ApiError(413, f"the request body is over {self.max_bytes} bytes", code="body_too_large")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _history(messages, voice) -> tuple[list[tuple[str, str]], str | None]:
