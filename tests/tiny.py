@@ -114,98 +114,18 @@ def save_tiny_causal_lm(folder: str | Path, *, seed: int = 0) -> Path:
     return folder
 
 
-# llama.cpp's names for Llama tensors (its convert_hf_to_gguf.py); `{i}` is the layer.
-_GGUF_NAMES = {
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
-    "lm_head.weight": "output.weight",
-    "model.layers.{i}.input_layernorm.weight": "blk.{i}.attn_norm.weight",
-    "model.layers.{i}.self_attn.q_proj.weight": "blk.{i}.attn_q.weight",
-    "model.layers.{i}.self_attn.k_proj.weight": "blk.{i}.attn_k.weight",
-    "model.layers.{i}.self_attn.v_proj.weight": "blk.{i}.attn_v.weight",
-    "model.layers.{i}.self_attn.o_proj.weight": "blk.{i}.attn_output.weight",
-    "model.layers.{i}.post_attention_layernorm.weight": "blk.{i}.ffn_norm.weight",
-    "model.layers.{i}.mlp.gate_proj.weight": "blk.{i}.ffn_gate.weight",
-    "model.layers.{i}.mlp.up_proj.weight": "blk.{i}.ffn_up.weight",
-    "model.layers.{i}.mlp.down_proj.weight": "blk.{i}.ffn_down.weight",
-}
-
-
-def _llama_cpp_permute(w, n_head: int):
-    """llama.cpp stores q/k rows interleaved for its rotary kernel; transformers undoes this on load.
-
-    (out, in) -> (n_head, 2, out/n_head/2, in) -> swap the middle axes -> (out, in)
-    """
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def save_tiny_gguf(path: str | Path, *, seed: int = 0, quantize: str = "F32") -> Path:
-    """Write the tiny model and tokenizer as a llama.cpp GGUF file, as SmolLM2's is packaged.
+    """Write the tiny model and tokenizer as a llama.cpp GGUF file (`likeme.export.write_gguf`), as
+    SmolLM2's is packaged.
 
     `quantize="Q8_0"` stores the 2-D weights 8-bit (what llama.cpp calls Q8_0) to exercise dequantizing;
     "F32" stores them exactly, so loading the file gives back the tiny model's logits bit for bit.
     """
-    import gguf
-    import numpy as np
+    from likeme.export import write_gguf
 
-    path = Path(path)
     tokenizer = tiny_tokenizer()
-    model = tiny_causal_lm(tokenizer, seed=seed)
-    cfg = model.config
-    import json
-
-    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    vocab = sorted(bpe["vocab"].items(), key=lambda kv: kv[1])
-    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name("likeme tiny llama")
-    writer.add_vocab_size(cfg.vocab_size)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("smollm")
-    writer.add_token_list([token for token, _ in vocab])
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if token in SPECIAL_TOKENS else gguf.TokenType.NORMAL for token, _ in vocab]
-    )
-    writer.add_token_merges(merges)
-    writer.add_bos_token_id(tokenizer.bos_token_id)
-    writer.add_eos_token_id(tokenizer.eos_token_id)
-    writer.add_unk_token_id(tokenizer.unk_token_id)
-    writer.add_pad_token_id(tokenizer.pad_token_id)
-    writer.add_add_bos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
-
-    names = {}
-    for i in range(cfg.num_hidden_layers):
-        names.update({hf.format(i=i): g.format(i=i) for hf, g in _GGUF_NAMES.items()})
-    qtype = getattr(gguf.GGMLQuantizationType, quantize)
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and cfg.tie_word_embeddings:
-            continue  # tied: llama.cpp files store the embedding once
-        w = tensor.detach().float().numpy()
-        if name.endswith("q_proj.weight"):
-            w = _llama_cpp_permute(w, cfg.num_attention_heads)
-        elif name.endswith("k_proj.weight"):
-            w = _llama_cpp_permute(w, cfg.num_key_value_heads)
-        if w.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
-            data = gguf.quants.quantize(w, qtype)
-            writer.add_tensor(names[name], data, raw_shape=data.shape, raw_dtype=qtype)
-        else:
-            writer.add_tensor(names[name], np.ascontiguousarray(w, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return write_gguf(tiny_causal_lm(tokenizer, seed=seed), tokenizer, path, quant=quantize.lower(),
+                      chat_template=CHATML_TEMPLATE, eos_ids=[tokenizer.eos_token_id], name="likeme tiny llama")
 
 
 def whatsapp_export(path: str | Path, sessions: int, start, turns, minutes: int = 2) -> Path:

@@ -487,6 +487,28 @@ def serve(runs, host, port, api_key, log_messages, **limit_flags):
     run_server(list(runs), host=host, port=port, api_key=api_key, limits=limits, log_messages=log_messages)
 
 
+@cli.command("export")
+@click.argument("run")
+@click.option("--to", "to", type=click.Choice(["hf", "gguf", "ollama"]), required=True,
+              help="hf: a transformers folder (LoRA merged); gguf: one llama.cpp file; ollama: the GGUF and a Modelfile.")
+@click.option("--quant", default=None, metavar="TYPE",
+              help="GGUF weights: f32, f16, bf16, q8_0 (default), q4_0, q4_1, q5_0, q5_1.")
+@click.option("--out", type=click.Path(), default=None, help="Where to write (default: RUN/export/).")
+def export_cmd(run, to, quant, out):
+    """Export a voice to run anywhere, prompting exactly as it was trained and stopping where NAME's turn ends.
+
+    \b
+    likeme export runs/ana --to hf            # transformers, vLLM
+    likeme export runs/ana --to gguf --quant q4_1
+    likeme export runs/ana --to ollama        # then: ollama create ana -f runs/ana/export/Modelfile"""
+    from likeme.export import export
+
+    path = export(run, to, quant=quant, out=out)
+    click.echo(str(path))
+    if to == "ollama":
+        click.echo(f"ollama create NAME -f {path} && ollama run NAME", err=True)
+
+
 # -- preference pairs: likeme.pairs -----------------------------------------------------------
 
 
