@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean llama
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ demo: $(VENV)/.demo-data
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The llama.cpp backend (likeme chat --backend llama.cpp): llama-cpp-python ships as source only and
+# compiles llama.cpp (about 15 minutes on 2 cores), so it is its own target, outside demo and test.
+llama: $(VENV)/.installed
+	$(PIP) install -e ".[llama]"
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

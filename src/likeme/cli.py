@@ -151,6 +151,13 @@ def sampling_options(fn):
     return click_options(Sampling)(fn)
 
 
+def backend_option(fn):
+    return click.option("--backend", type=click.Choice(["auto", "torch", "llama.cpp"]), default="auto",
+                        show_default=True,
+                        help="torch: transformers (int8 on a CPU, bf16 on a GPU); llama.cpp: the run's GGUF through "
+                             "llama-cpp-python (make llama); auto: llama.cpp when installed, else torch.")(fn)
+
+
 def json_schema_option(fn):
     return click.option("--json-schema", metavar="FILE", default=None,
                         help="Write JSON that validates against the JSON schema in FILE (constrained decoding; "
@@ -168,7 +175,8 @@ def _json_schema(path):
 
 def _load_voice(run, flags: dict, **load_options):
     """Check the flags (before the slow load), load the run, make the flags its defaults."""
-    from likeme.generate import Sampling, load
+    from likeme.generate import Sampling
+    from likeme.inference import load_voice as load
     from likeme.models import resolve
 
     Sampling().updated(**flags)
@@ -216,9 +224,10 @@ def _print_all(results, prefix: str = "") -> None:
               help="Show the voice NAME's K past messages most like yours, from the store (default: as the run was "
                    "trained; 0: none).")
 @json_schema_option
+@backend_option
 @db_option
 @sampling_options
-def chat(run, message, best_of, judge, recall, json_schema, db, **flags):
+def chat(run, message, best_of, judge, recall, json_schema, backend, db, **flags):
     """Chat with a trained voice: you write as the partner, it answers as NAME.
 
     RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
@@ -235,7 +244,7 @@ def chat(run, message, best_of, judge, recall, json_schema, db, **flags):
         if best_of > 1 and not judge:
             raise LikemeError("--best-of needs --judge RUN to pick with (an embedder or author classifier of NAME)")
         schema = _json_schema(json_schema)
-        voice = _load_voice(run, flags, recall=recall, db=db)
+        voice = _load_voice(run, flags, recall=recall, db=db, backend="torch" if schema is not None else backend)
         voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
         pick = {"json_schema": schema} if schema is not None else {}
         if best_of > 1:
@@ -420,8 +429,9 @@ def _settings_text(voice, seed) -> str:
 @click.option("--echo/--no-echo", default=True, show_default=True,
               help="Print the prompt before its continuation.")
 @json_schema_option
+@backend_option
 @sampling_options
-def generate_text(run, prompt, echo, json_schema, **flags):
+def generate_text(run, prompt, echo, json_schema, backend, **flags):
     """Continue raw text with a model, no chat template (PROMPT '-': read it from stdin).
 
     RUN is a run folder, or any model `likeme models` lists.
@@ -433,7 +443,7 @@ def generate_text(run, prompt, echo, json_schema, **flags):
     try:
         prompt = _text_arg(prompt, "prompt")
         schema = _json_schema(json_schema)
-        voice = _load_voice(run, flags)
+        voice = _load_voice(run, flags, backend="torch" if schema is not None else backend)
         if voice.sampling.num_return_sequences > 1:
             _print_all(voice.generate(prompt, json_schema=schema), prefix=prompt if echo else "")
             return
@@ -464,8 +474,9 @@ def _limits_options(fn):
 @click.option("--api-key", envvar="LIKEME_API_KEY", default=None, metavar="KEY",
               help="Every /v1 request must send Authorization: Bearer KEY (also from LIKEME_API_KEY).")
 @click.option("--log-messages", is_flag=True, help="Write the messages of each request to the log (off: only sizes).")
+@backend_option
 @_limits_options
-def serve(runs, host, port, api_key, log_messages, **limit_flags):
+def serve(runs, host, port, api_key, log_messages, backend, **limit_flags):
     """Serve runs behind an OpenAI-compatible API, with a chat page at http://HOST:PORT/.
 
     Voice runs answer /v1/chat/completions and /v1/completions (streaming, n, stop, seed, JSON output with
@@ -484,7 +495,8 @@ def serve(runs, host, port, api_key, log_messages, **limit_flags):
     bad = [k for k, v in vars(limits).items() if v < (0 if k == "max_queue" else 1)]
     if bad:
         raise LikemeError(f"--{bad[0].replace('_', '-')} must be at least {0 if bad[0] == 'max_queue' else 1}")
-    run_server(list(runs), host=host, port=port, api_key=api_key, limits=limits, log_messages=log_messages)
+    run_server(list(runs), host=host, port=port, api_key=api_key, limits=limits, log_messages=log_messages,
+               backend=backend)
 
 
 @cli.command("export")

@@ -50,3 +50,28 @@ def load(run: str | os.PathLike, **kwargs):
     else:
         from likeme.generate import load as loader
     return loader(run, **kwargs)
+
+
+BACKENDS = ("auto", "torch", "llama.cpp")
+
+
+def load_voice(run: str | os.PathLike, *, backend: str = "auto", **kwargs):
+    """A voice on a backend: "torch" (`generate.load`: transformers; int8 on a CPU, bf16 on a GPU),
+    "llama.cpp" (`llama.load`: the run's GGUF through llama-cpp-python, exported on first use), or
+    "auto": llama.cpp when llama-cpp-python is installed and the model can be exported, else torch.
+    kwargs: name, partner, format, context_turns, recall, db (both backends); device, dtype (torch)."""
+    if backend not in BACKENDS:
+        raise LikemeError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend != "torch":
+        from likeme import llama, models
+
+        if backend == "llama.cpp" or llama.usable(models.resolve(run)):
+            light = {k: v for k, v in kwargs.items() if k not in ("device", "dtype")}
+            try:
+                return llama.load(run, **light)
+            except LikemeError:
+                if backend == "llama.cpp":
+                    raise
+    from likeme.generate import load
+
+    return load(run, **kwargs)

@@ -83,8 +83,9 @@ class Served:
         return {"id": self.id, "object": "model", "created": 0, "owned_by": "likeme", "likeme": info}
 
 
-def load_models(runs: list[str], *, device=None) -> dict[str, Served]:
-    """Each run (folder, name under $LIKEME_HOME/runs, or model name) loaded, named by its folder."""
+def load_models(runs: list[str], *, device=None, backend: str = "torch") -> dict[str, Served]:
+    """Each run (folder, name under $LIKEME_HOME/runs, or model name) loaded, named by its folder; voices
+    on `backend` (`inference.load_voice`: with llama.cpp, JSON output answers a 400)."""
     from likeme import models
     from likeme.inference import recipe_of
 
@@ -96,9 +97,10 @@ def load_models(runs: list[str], *, device=None) -> dict[str, Served]:
         if name in served:
             raise LikemeError(f"two models named {name!r}: serve runs from folders with different names")
         if recipe in ("voice", "prefer"):
-            from likeme.generate import load
+            from likeme.inference import load_voice
 
-            served[name] = Served(name, "voice", load(run, device=device), str(run))
+            kw = {"device": device} if device is not None else {}
+            served[name] = Served(name, "voice", load_voice(run, backend=backend, **kw), str(run))
         elif recipe == "classifier":
             from likeme.classifier import load_classifier
 

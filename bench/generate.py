@@ -1,0 +1,127 @@
+"""Local inference speed: greedy decoding of 128 new tokens with the bundled model, in one process.
+
+    .venv/bin/python bench/generate.py                 # llama.cpp rows only where llama-cpp-python is installed
+    .venv/bin/python bench/generate.py --tokens 128 --repeats 3
+
+Rows: bare transformers fp32 (`model.generate`), likeme's torch backend in fp32, bf16 and its CPU default
+(int8 dynamic quantization of the linear layers), likeme's llama.cpp backend on q8_0 and q4_1 GGUF files
+it exports, and bare llama-cpp-python on the same files. Each: new tokens per second (best of
+--repeats, after a warm-up) and the time to the first new token, on the same prompt. The CPU's flags
+that matter (avx2, avx512f, avx512_bf16, amx) are printed with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
+
+
+def cpu_flags() -> list[str]:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bare_transformers(tokens: int, repeats: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from likeme import models
+
+    path = models.weights_path(models.resolve("smollm2-135m"))
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = tok(PROMPT, return_tensors="pt")
+
+    def gen(n):
+        with torch.inference_mode():
+            return model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+
+    return {"tokens_per_s": tokens / timed(lambda: gen(tokens), repeats), "first_token_s": timed(lambda: gen(1), repeats)}
+
+
+def likeme_voice(voice, tokens: int, repeats: int) -> dict:
+    # min_new_tokens is not a likeme setting: a story prompt that the model continues past 128 tokens
+    def gen(n):
+        out = voice.generate(PROMPT, max_new_tokens=n, do_sample=False, repetition_penalty=1.0)
+        return len(out.token_ids)
+
+    n = gen(tokens)
+    return {"tokens_per_s": n / timed(lambda: gen(tokens), repeats), "first_token_s": timed(lambda: gen(1), repeats),
+            "tokens": n}
+
+
+def bare_llama(path: Path, tokens: int, repeats: int) -> dict:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+    ids = llm.tokenize(PROMPT.encode(), add_bos=False)
+
+    def gen(n):
+        for i, _ in enumerate(llm.generate(ids, reset=True, temp=0.0, repeat_penalty=1.0), 1):
+            if i >= n:
+                break
+
+    return {"tokens_per_s": tokens / timed(lambda: gen(tokens), repeats), "first_token_s": timed(lambda: gen(1), repeats)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/generate-bench.json"))
+    args = ap.parse_args(argv)
+    import torch
+
+    from likeme import generate, llama
+
+    rows: dict[str, dict] = {}
+
+    def row(label, fn):
+        rows[label] = {k: round(v, 4) if isinstance(v, float) else v for k, v in fn().items()}
+        print(f"{label}: {rows[label]}", file=sys.stderr)
+
+    row("transformers fp32 (bare)", lambda: bare_transformers(args.tokens, args.repeats))
+    for label, dtype in (("likeme torch fp32", "float32"), ("likeme torch bf16", "bfloat16"),
+                         ("likeme torch default (int8 on CPU)", None)):
+        voice = generate.load("smollm2-135m", dtype=dtype)
+        row(label, lambda: likeme_voice(voice, args.tokens, args.repeats))
+        del voice
+    if llama.installed():
+        for quant in ("q8_0", "q4_1"):
+            voice = llama.load("smollm2-135m", quant=quant)
+            row(f"likeme llama.cpp {quant}", lambda: likeme_voice(voice, args.tokens, args.repeats))
+            row(f"llama-cpp-python {quant} (bare)",
+                lambda: bare_llama(llama.gguf_for("smollm2-135m", quant), args.tokens, args.repeats))
+            del voice
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "flags": cpu_flags(),
+               "torch": torch.__version__, "threads": torch.get_num_threads()}
+    args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    base = rows["likeme torch fp32"]["tokens_per_s"]
+    print(f"{machine}\n\n| path | new tokens/s | vs likeme fp32 | first token (s) |\n| --- | ---: | ---: | ---: |")
+    for label, r in rows.items():
+        print(f"| {label} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base:.2f}x | {r['first_token_s']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The llama.cpp backend: a voice run through llama-cpp-python, with likeme's own prompts, stops and text.
+
+    voice = likeme.generate.load("runs/ana", backend="llama.cpp")   # exports RUN/export/ana-q8_0.gguf once
+    voice.reply(["are you coming tonight?"], do_sample=False)
+
+The prompt ids are built by the same code as the torch backend (`Voice.prompt_ids`, the run's tokenizer)
+and fed to llama.cpp as ids; the reply stops at the same end-of-turn tokens and is cleaned by the same
+`_Cleaner`; the sampling settings map onto llama.cpp's (temperature, top_k, top_p, min_p, repeat_penalty
+over the whole context, as transformers applies it; temperature 0 or do_sample=False is greedy).
+llama-cpp-python compiles llama.cpp when it installs, so it is an optional extra: `make llama`, or
+`pip install 'likeme[llama]'`. JSON output (json_schema) runs on the torch backend (the same voice,
+loaded there on the first such request).
+"""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from likeme.errors import LikemeError
+from likeme.generate import CONTEXT_TURNS, Generation, Voice, _Cleaner, _cut_by, _Streamer
+
+QUANT = "q8_0"  # the cached GGUF: near float32 quality (bench/generate.py has q4_1 too)
+
+
+def installed() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def usable(ref) -> bool:
+    """For backend "auto": llama-cpp-python is installed and the model is one export can write."""
+    if not installed():
+        return False
+    import json
+
+    from likeme import models
+
+    try:
+        config = json.loads((models.weights_path(ref.base if ref.adapter is not None else ref) / "config.json").read_text())
+    except (OSError, ValueError, LikemeError, AttributeError):
+        return False
+    return config.get("model_type") in ("llama", "mistral", "qwen2") and not config.get("attention_bias")
+
+
+def gguf_for(run, quant: str = QUANT):
+    """The run's GGUF file, exported on first use: RUN/export/NAME-q8_0.gguf (a model that is not a run:
+    $LIKEME_HOME/models/NAME-q8_0.gguf)."""
+    from pathlib import Path
+
+    from likeme import export, models, runs
+    from likeme.paths import home
+
+    ref = models.resolve(run)
+    slug = runs.slug(ref.path.name if ref.kind == "run" else str(run))
+    folder = ref.path / "export" if ref.kind == "run" else home() / "models"
+    path = Path(folder) / f"{slug}-{quant}.gguf"
+    if not path.is_file() or (ref.kind == "run" and path.stat().st_mtime < (ref.path / "run.yaml").stat().st_mtime):
+        export.export(run, "gguf", quant=quant, out=folder)
+    return path
+
+
+class LlamaVoice(Voice):
+    """A `Voice` whose tokens come from llama.cpp; everything else (prompts, stops, cleaning) is Voice's."""
+
+    def __init__(self, llm, tokenizer, *, n_ctx: int, **kw):
+        stand_in = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None),
+                                   config=SimpleNamespace(max_position_embeddings=n_ctx), device="cpu (llama.cpp)")
+        super().__init__(stand_in, tokenizer, **kw)
+        self.llm, self._torch_voice = llm, None
+
+    def __repr__(self) -> str:
+        return f"Voice(name={self.name!r}, partner={self.partner!r}, run={self.run!r}, backend='llama.cpp')"
+
+    def _torch(self) -> Voice:
+        if self._torch_voice is None:
+            from likeme.generate import load
+
+            self._torch_voice = load(self.run, name=self.name, partner=self.partner, format=self.format,
+                                     context_turns=self.context_turns, recall=0)
+        return self._torch_voice
+
+    def _sample(self, ids: list[int], settings, stop_ids: list[int], stream: Callable[[str], Any] | None, *,
+                strip: bool, line: bool = False, json_schema=None, stop=(), cancel=None):
+        import random
+
+        import numpy as np
+
+        if json_schema is not None:  # the grammar runs on transformers: the same voice, loaded there once
+            return self._torch()._sample(ids, settings, stop_ids, stream, strip=strip, line=line,
+                                         json_schema=json_schema, stop=stop, cancel=cancel)
+        stop = [s for s in (stop or ()) if s]
+        n = settings.num_return_sequences
+        rng = random.Random(settings.seed)
+        results = []
+        for k in range(n):
+            self.llm.set_seed(rng.randrange(2**31) if settings.seed is not None else random.randrange(2**31))
+            clean = _Cleaner(self.tokenizer, stop_ids, self._markers + stop, strip, line)
+            streamer = _Streamer(clean, stream) if stream is not None and n == 1 else None
+            if streamer is not None:
+                streamer._prompt_seen = True
+            greedy = settings.greedy
+            new: list[int] = []
+            finish = "length"
+            for token in self.llm.generate(
+                    ids, reset=True, temp=0.0 if greedy else settings.temperature, top_k=0 if greedy else settings.top_k,
+                    top_p=1.0 if greedy else settings.top_p, min_p=0.0 if greedy or settings.min_p is None else settings.min_p,
+                    repeat_penalty=settings.repetition_penalty):
+                new.append(int(token))
+                if streamer is not None:
+                    streamer.put(np.array([token]))
+                if clean.end(new) is not None:
+                    finish = "stop"
+                    break
+                if stop and _cut_by(stop, self.tokenizer.decode(new, skip_special_tokens=True)):
+                    finish = "stop"
+                    break
+                if cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if len(new) >= settings.max_new_tokens:
+                    break
+            if streamer is not None:
+                streamer.end()
+            text = streamer.text if streamer is not None else clean(new)
+            results.append(Generation(text, new, finish))
+        return results[0] if n == 1 else results
+
+
+def load(run: str | os.PathLike, *, name=None, partner=None, format=None, context_turns=None, recall=None, db=None,
+         quant: str = QUANT, threads: int | None = None) -> LlamaVoice:
+    """A voice on llama.cpp (see the module docstring); the same options as `generate.load`."""
+    if not installed():
+        raise LikemeError("the llama.cpp backend needs llama-cpp-python: make llama (or pip install "
+                          "'likeme[llama]'; it compiles llama.cpp), or use --backend torch")
+    import llama_cpp
+
+    from likeme import models, runs
+
+    ref = models.resolve(run)
+    meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
+    path = gguf_for(run, quant)
+    config = runs.voice_config(meta)
+    tokenizer = models.load_tokenizer(ref)
+    n_ctx = min(int(getattr(tokenizer, "model_max_length", 2048) or 2048), 2048)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False,
+                          last_n_tokens_size=n_ctx)  # repeat_penalty over the whole context, as transformers
+    voice = LlamaVoice(llm, tokenizer, n_ctx=n_ctx, name=name or meta.get("as"), partner=partner or meta.get("partner"),
+                       run=str(run), format=format or config.get("format"),
+                       context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
+    k = config.get("recall", 0) if recall is None else recall
+    if k and voice.name:
+        from likeme.recall import Recall
+
+        voice.recall = Recall(voice.name, k, model=config.get("recall_model") or "minilm", db=db or config.get("db"))
+    return voice
