@@ -4,7 +4,7 @@
     .venv/bin/python bench/generate.py --tokens 128 --repeats 3
 
 Rows: bare transformers fp32 (`model.generate`), likeme's torch backend in fp32, bf16 and its CPU default
-(int8 dynamic quantization of the linear layers), likeme's llama.cpp backend on q8_0 and q4_1 GGUF files
+(int8 dynamic quantization of the linear layers), likeme's llama.cpp backend on f16, q8_0 and q4_1 GGUF files
 it exports, and bare llama-cpp-python on the same files. Each: new tokens per second (best of
 --repeats, after a warm-up) and the time to the first new token, on the same prompt. The CPU's flags
 that matter (avx2, avx512f, avx512_bf16, amx) are printed with the figures.
@@ -102,12 +102,12 @@ def main(argv=None) -> int:
 
     row("transformers fp32 (bare)", lambda: bare_transformers(args.tokens, args.repeats))
     for label, dtype in (("likeme torch fp32", "float32"), ("likeme torch bf16", "bfloat16"),
-                         ("likeme torch default (int8 on CPU)", None)):
+                         ("likeme torch int8 (dynamic)", "int8")):
         voice = generate.load("smollm2-135m", dtype=dtype)
         row(label, lambda: likeme_voice(voice, args.tokens, args.repeats))
         del voice
     if llama.installed():
-        for quant in ("q8_0", "q4_1"):
+        for quant in ("f16", "q8_0", "q4_1"):
             voice = llama.load("smollm2-135m", quant=quant)
             row(f"likeme llama.cpp {quant}", lambda: likeme_voice(voice, args.tokens, args.repeats))
             row(f"llama-cpp-python {quant} (bare)",

@@ -112,7 +112,7 @@ def test_gguf_names_shapes_and_tokenizer(voice_run, exported):
     f = gguf_fields(exported["q8_0"])
     assert f["general.architecture"] == "llama" and f["llama.block_count"] == cfg.num_hidden_layers
     assert f["llama.attention.head_count_kv"] == cfg.num_key_value_heads
-    assert f["tokenizer.ggml.model"] == "gpt2" and f["tokenizer.ggml.pre"] == "gpt2"
+    assert f["tokenizer.ggml.model"] == "gpt2" and f["tokenizer.ggml.pre"] == "gpt-2"
     im_end = voice.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert f["tokenizer.ggml.eos_token_id"] == im_end and f["tokenizer.ggml.eot_token_id"] == im_end
     t = f["tensors"]

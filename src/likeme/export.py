@@ -96,7 +96,7 @@ def pre_tokenizer_type(tokenizer) -> str:
     if spec.get("model", {}).get("type") != "BPE":
         raise LikemeError(f"GGUF export handles byte-level BPE tokenizers; this one is {spec.get('model', {}).get('type')}")
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"  # the GPT-2 split regex: what transformers' byte-level BPE applies
+        return "gpt-2"  # the GPT-2 split regex: what transformers' byte-level BPE applies (llama.cpp spells it gpt-2)
     steps = [p.get("type") for p in pre.get("pretokenizers", [])] if pre.get("type") == "Sequence" else []
     if steps == ["Digits", "ByteLevel"] and pre["pretokenizers"][0].get("individual_digits"):
         return "smollm"  # GPT-2's split after one digit at a time (SmolLM, StarCoder)

@@ -492,10 +492,10 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
          recall: int | None = None, db=None) -> Voice:
     """A run folder (or any causal LM name `models.resolve` knows) -> a `Voice` ready to reply.
 
-    device: default CUDA when available (in bfloat16 there), else the CPU, where the linear layers are
-      quantized to int8 as they load (dynamic quantization: the fastest setting measured on CPUs
-      without native bf16, 1.6-1.7x float32's tokens/s; bench/generate.py).
-    dtype: a torch dtype or its name ("float32", "bfloat16"), overriding the default above (no int8 then).
+    device: default CUDA when available (in bfloat16 there), else the CPU in float32.
+    dtype: a torch dtype or its name ("float32", "bfloat16", "float16"), overriding the default above; or
+      "int8": float32 with the linear layers quantized to int8 as they load (torch's dynamic quantization:
+      1.6x float32's tokens/s on 2 cores, but it changes a small model's replies: bench/generate.py).
     (`inference.load_voice(run, backend="llama.cpp")` runs the same voice through llama.cpp.)
     name, partner: override run.yaml's `as:` and `partner:` (needed to chat with a plain base model).
     format, context_turns: override the run's (to prompt a base model as a run was trained).
@@ -515,11 +515,13 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
     device = device or models.default_device()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise LikemeError(f"device {device!r} asked for, but this torch sees no CUDA GPU: use device='cpu'")
+    int8 = dtype == "int8"
+    if int8:
+        dtype = "float32"
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise LikemeError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
         dtype = getattr(torch, dtype)
-    int8 = dtype is None and str(device) == "cpu"
     if dtype is None:
         # bf16 halves memory and is fast on a GPU (and safe: same range as fp32); on a CPU it is slow.
         dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
@@ -540,7 +542,9 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
 
 def quantize_int8(model):
     """The linear layers as int8 with dynamic activation scales (torch's `quantize_dynamic`): weights 4x
-    smaller, matrix products in int8, about 1.6x the float32 tokens/s of a 135M model on 2 CPU cores."""
+    smaller, matrix products in int8, about 1.6x the float32 tokens/s of a 135M model on 2 CPU cores, at a
+    cost: per-tensor activation scales lose SmolLM2's outlier features, and greedy replies change (a
+    tuned voice's "i'm planning to visit the beach tomorrow" became a code snippet)."""
     import warnings
 
     import torch

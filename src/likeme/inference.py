@@ -56,7 +56,7 @@ BACKENDS = ("auto", "torch", "llama.cpp")
 
 
 def load_voice(run: str | os.PathLike, *, backend: str = "auto", **kwargs):
-    """A voice on a backend: "torch" (`generate.load`: transformers; int8 on a CPU, bf16 on a GPU),
+    """A voice on a backend: "torch" (`generate.load`: transformers; fp32 on a CPU, bf16 on a GPU),
     "llama.cpp" (`llama.load`: the run's GGUF through llama-cpp-python, exported on first use), or
     "auto": llama.cpp when llama-cpp-python is installed and the model can be exported, else torch.
     kwargs: name, partner, format, context_turns, recall, db (both backends); device, dtype (torch)."""

@@ -5,8 +5,9 @@
 
 The prompt ids are built by the same code as the torch backend (`Voice.prompt_ids`, the run's tokenizer)
 and fed to llama.cpp as ids; the reply stops at the same end-of-turn tokens and is cleaned by the same
-`_Cleaner`; the sampling settings map onto llama.cpp's (temperature, top_k, top_p, min_p, repeat_penalty
-over the whole context, as transformers applies it; temperature 0 or do_sample=False is greedy).
+`_Cleaner`; llama.cpp computes the logits and likeme picks each token as transformers does (`pick`:
+the repetition penalty over the whole context, temperature, top-k, top-p, min-p), so a greedy reply
+from an f16 or f32 GGUF is the torch backend's, token for token.
 llama-cpp-python compiles llama.cpp when it installs, so it is an optional extra: `make llama`, or
 `pip install 'likeme[llama]'`. JSON output (json_schema) runs on the torch backend (the same voice,
 loaded there on the first such request).
@@ -85,7 +86,6 @@ class LlamaVoice(Voice):
 
     def _sample(self, ids: list[int], settings, stop_ids: list[int], stream: Callable[[str], Any] | None, *,
                 strip: bool, line: bool = False, json_schema=None, stop=(), cancel=None):
-        import random
 
         import numpy as np
 
@@ -94,22 +94,24 @@ class LlamaVoice(Voice):
                                          json_schema=json_schema, stop=stop, cancel=cancel)
         stop = [s for s in (stop or ()) if s]
         n = settings.num_return_sequences
-        rng = random.Random(settings.seed)
+        np_rng = np.random.default_rng(settings.seed)
         results = []
         for k in range(n):
-            self.llm.set_seed(rng.randrange(2**31) if settings.seed is not None else random.randrange(2**31))
             clean = _Cleaner(self.tokenizer, stop_ids, self._markers + stop, strip, line)
             streamer = _Streamer(clean, stream) if stream is not None and n == 1 else None
             if streamer is not None:
                 streamer._prompt_seen = True
-            greedy = settings.greedy
             new: list[int] = []
             finish = "length"
-            for token in self.llm.generate(
-                    ids, reset=True, temp=0.0 if greedy else settings.temperature, top_k=0 if greedy else settings.top_k,
-                    top_p=1.0 if greedy else settings.top_p, min_p=0.0 if greedy or settings.min_p is None else settings.min_p,
-                    repeat_penalty=settings.repetition_penalty):
-                new.append(int(token))
+            llm = self.llm
+            llm.reset()
+            llm.eval(ids)
+            context = list(ids)
+            while len(new) < settings.max_new_tokens:
+                logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))  # (V,) the last token's
+                token = pick(logits.astype(np.float32), context, settings, np_rng)
+                new.append(token)
+                context.append(token)
                 if streamer is not None:
                     streamer.put(np.array([token]))
                 if clean.end(new) is not None:
@@ -121,13 +123,44 @@ class LlamaVoice(Voice):
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
                     break
-                if len(new) >= settings.max_new_tokens:
-                    break
+                llm.eval([token])
             if streamer is not None:
                 streamer.end()
             text = streamer.text if streamer is not None else clean(new)
             results.append(Generation(text, new, finish))
         return results[0] if n == 1 else results
+
+
+def pick(logits, context: list[int], settings, rng) -> int:
+    """The next token, as transformers' generate picks it: the repetition penalty over every token of the
+    context (Keskar et al. 2019: logit / p if positive, logit * p if not; llama.cpp's own sees only what
+    it sampled), then greedy, or temperature -> top-k -> top-p -> min-p and a draw from `rng`.
+    logits (V,) float32 -> a token id."""
+    import numpy as np
+
+    p = settings.repetition_penalty
+    if p != 1:
+        seen = np.unique(np.asarray(context))
+        s = logits[seen]
+        logits[seen] = np.where(s > 0, s / p, s * p)
+    if settings.greedy:
+        return int(np.argmax(logits))
+    logits = logits / settings.temperature
+    if settings.top_k:
+        kth = np.partition(logits, -settings.top_k)[-settings.top_k]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    if settings.top_p < 1:
+        order = np.argsort(-probs)
+        keep = np.cumsum(probs[order]) - probs[order] < settings.top_p  # the smallest set reaching top_p
+        mask = np.zeros_like(probs, dtype=bool)
+        mask[order[keep]] = True
+        probs = np.where(mask, probs, 0)
+    if settings.min_p:
+        probs = np.where(probs < settings.min_p * probs.max(), 0, probs)
+    probs /= probs.sum()
+    return int(rng.choice(len(probs), p=probs))
 
 
 def load(run: str | os.PathLike, *, name=None, partner=None, format=None, context_turns=None, recall=None, db=None,
@@ -146,8 +179,7 @@ def load(run: str | os.PathLike, *, name=None, partner=None, format=None, contex
     config = runs.voice_config(meta)
     tokenizer = models.load_tokenizer(ref)
     n_ctx = min(int(getattr(tokenizer, "model_max_length", 2048) or 2048), 2048)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False,
-                          last_n_tokens_size=n_ctx)  # repeat_penalty over the whole context, as transformers
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False)
     voice = LlamaVoice(llm, tokenizer, n_ctx=n_ctx, name=name or meta.get("as"), partner=partner or meta.get("partner"),
                        run=str(run), format=format or config.get("format"),
                        context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
