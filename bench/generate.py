@@ -77,6 +77,7 @@ def bare_llama(path: Path, tokens: int, repeats: int) -> dict:
     ids = llm.tokenize(PROMPT.encode(), add_bos=False)
 
     def gen(n):
+        llm.reset()  # else llama-cpp-python reuses the prompt's cache from the last call
         for i, _ in enumerate(llm.generate(ids, reset=True, temp=0.0, repeat_penalty=1.0), 1):
             if i >= n:
                 break

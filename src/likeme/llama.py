@@ -1,6 +1,7 @@
 """The llama.cpp backend: a voice run through llama-cpp-python, with likeme's own prompts, stops and text.
 
-    voice = likeme.generate.load("runs/ana", backend="llama.cpp")   # exports RUN/export/ana-q8_0.gguf once
+    voice = likeme.llama.load("runs/ana")            # exports RUN/export/ana-f16.gguf once
+    voice = likeme.inference.load_voice("runs/ana", backend="llama.cpp")   # the same
     voice.reply(["are you coming tonight?"], do_sample=False)
 
 The prompt ids are built by the same code as the torch backend (`Voice.prompt_ids`, the run's tokenizer)
@@ -21,7 +22,9 @@ from typing import Any, Callable
 from likeme.errors import LikemeError
 from likeme.generate import CONTEXT_TURNS, Generation, Voice, _Cleaner, _cut_by, _Streamer
 
-QUANT = "q8_0"  # the cached GGUF: near float32 quality (bench/generate.py has q4_1 too)
+# The cached GGUF's weights: f16 gives the torch backend's greedy replies token for token at 4.5x its
+# tokens/s on 2 cores; q8_0 is 6.4x but changes some replies after a few words (bench/generate.py).
+QUANT = "f16"
 
 
 def installed() -> bool:
@@ -48,8 +51,8 @@ def usable(ref) -> bool:
 
 
 def gguf_for(run, quant: str = QUANT):
-    """The run's GGUF file, exported on first use: RUN/export/NAME-q8_0.gguf (a model that is not a run:
-    $LIKEME_HOME/models/NAME-q8_0.gguf)."""
+    """The run's GGUF file, exported on first use: RUN/export/NAME-f16.gguf (a model that is not a run:
+    $LIKEME_HOME/models/NAME-f16.gguf)."""
     from pathlib import Path
 
     from likeme import export, models, runs
