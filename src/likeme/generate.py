@@ -532,6 +532,12 @@ def load(run: str | os.PathLike, *, device: Any = None, dtype: Any = None, name:
     voice = Voice(model, tokenizer, name=name or _opt_str(meta.get("as")), partner=partner or _opt_str(meta.get("partner")),
                   run=str(run), format=format or config.get("format"),
                   context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
+    return with_recall(voice, config, recall, db)
+
+
+def with_recall(voice: Voice, config: dict, recall: int | None, db=None) -> Voice:
+    """Give `voice` NAME's past messages as the run was trained (run.yaml `recall`), or `recall` of them
+    (0: none), from the store `db` (default: the run's). Shared by both backends."""
     k = config.get("recall", 0) if recall is None else recall
     if k and voice.name:
         from likeme.recall import Recall

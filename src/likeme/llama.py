@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from likeme.errors import LikemeError
-from likeme.generate import CONTEXT_TURNS, Generation, Voice, _Cleaner, _cut_by, _Streamer
+from likeme.generate import CONTEXT_TURNS, Generation, Voice, _Cleaner, _cut_by, _Streamer, with_recall
 
 # The cached GGUF's weights: f16 gives the torch backend's greedy replies token for token at 4.5x its
 # tokens/s on 2 cores; q8_0 is 6.4x but changes some replies after a few words (bench/generate.py).
@@ -186,9 +186,4 @@ def load(run: str | os.PathLike, *, name=None, partner=None, format=None, contex
     voice = LlamaVoice(llm, tokenizer, n_ctx=n_ctx, name=name or meta.get("as"), partner=partner or meta.get("partner"),
                        run=str(run), format=format or config.get("format"),
                        context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
-    k = config.get("recall", 0) if recall is None else recall
-    if k and voice.name:
-        from likeme.recall import Recall
-
-        voice.recall = Recall(voice.name, k, model=config.get("recall_model") or "minilm", db=db or config.get("db"))
-    return voice
+    return with_recall(voice, config, recall, db)

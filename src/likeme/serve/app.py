@@ -249,6 +249,14 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
                            code="wrong_model_kind")
         return m
 
+    async def gated(fn):
+        """fn() in a worker thread, through the same gate as generation (a 429 when it is full)."""
+        ticket = gate.admit()
+        try:
+            return await ticket.run(fn)
+        finally:
+            ticket.close()
+
     def check_inputs(texts: list[str]) -> None:
         if not texts or len(texts) > limits.max_inputs:
             raise ApiError(400, f"input must hold 1 to {limits.max_inputs} texts", param="input")
@@ -310,11 +318,7 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
         m = model_of(body.model, "embedder", "/v1/embeddings")
         texts = body.texts()
         check_inputs(texts)
-        ticket = gate.admit()
-        try:
-            vecs = await ticket.run(lambda: m.obj.embed(texts))  # (N, D) float32, unit length
-        finally:
-            ticket.close()
+        vecs = await gated(lambda: m.obj.embed(texts))  # (N, D) float32, unit length
         data = [{"object": "embedding", "index": i,
                  "embedding": base64.b64encode(v.tobytes()).decode() if body.encoding_format == "base64" else
                  [float(x) for x in v]} for i, v in enumerate(vecs)]
@@ -327,11 +331,7 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
         m = model_of(body.model, "classifier", "/v1/classify")
         texts = body.texts()
         check_inputs(texts)
-        ticket = gate.admit()
-        try:
-            found = await ticket.run(lambda: m.obj.predict(texts))
-        finally:
-            ticket.close()
+        found = await gated(lambda: m.obj.predict(texts))
         return {"object": "list", "model": m.id, "data": [
             {"index": i, "label": label, "probabilities": probs} for i, (label, probs) in enumerate(found)]}
 
@@ -343,11 +343,7 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
                            param="model")
         texts = body.texts()
         check_inputs(texts)
-        ticket = gate.admit()
-        try:
-            scores = await ticket.run(lambda: m.obj.score(texts))
-        finally:
-            ticket.close()
+        scores = await gated(lambda: m.obj.score(texts))
         return {"object": "list", "model": m.id, "as": m.obj.name,
                 "data": [{"index": i, "score": s} for i, s in enumerate(scores)]}
 
