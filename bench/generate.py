@@ -3,11 +3,12 @@
     .venv/bin/python bench/generate.py                 # llama.cpp rows only where llama-cpp-python is installed
     .venv/bin/python bench/generate.py --tokens 128 --repeats 3
 
-Rows: bare transformers fp32 (`model.generate`), likeme's torch backend in fp32, bf16 and its CPU default
-(int8 dynamic quantization of the linear layers), likeme's llama.cpp backend on f16, q8_0 and q4_1 GGUF files
-it exports, and bare llama-cpp-python on the same files. Each: new tokens per second (best of
---repeats, after a warm-up) and the time to the first new token, on the same prompt. The CPU's flags
-that matter (avx2, avx512f, avx512_bf16, amx) are printed with the figures.
+Rows: bare transformers fp32 (`model.generate`), likeme's torch backend at --precision auto (what it chose
+here, and why), fp32, bf16 and int8 (dynamic quantization of the linear layers), likeme's llama.cpp backend
+on f16, q8_0 and q4_1 GGUF files it exports, and bare llama-cpp-python on the same files. Each: new tokens
+per second (best of --repeats, after a warm-up) and the time to the first new token, on the same prompt;
+for the torch rows also the perplexity of the last 1,024 tokens of tinyshakespeare (what the speed costs).
+The CPU's flags that matter (avx2, avx512f, avx512_bf16, amx) are printed with the figures.
 """
 from __future__ import annotations
 
@@ -59,6 +60,30 @@ def bare_transformers(tokens: int, repeats: int) -> dict:
     return {"tokens_per_s": tokens / timed(lambda: gen(tokens), repeats), "first_token_s": timed(lambda: gen(1), repeats)}
 
 
+def bare_compiled(tokens: int, repeats: int) -> dict:
+    """transformers fp32 with a static KV cache and torch.compile'd forward (the compile time reported apart)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from likeme import models
+
+    path = models.weights_path(models.resolve("smollm2-135m"))
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model.forward = torch.compile(model.forward, dynamic=False)
+    ids = tok(PROMPT, return_tensors="pt")
+
+    def gen(n):
+        with torch.inference_mode():
+            return model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                  cache_implementation="static")
+
+    t = time.perf_counter()
+    gen(tokens)
+    return {"compile_s": time.perf_counter() - t, "tokens_per_s": tokens / timed(lambda: gen(tokens), repeats),
+            "first_token_s": timed(lambda: gen(1), repeats)}
+
+
 def likeme_voice(voice, tokens: int, repeats: int) -> dict:
     # min_new_tokens is not a likeme setting: a story prompt that the model continues past 128 tokens
     def gen(n):
@@ -68,6 +93,22 @@ def likeme_voice(voice, tokens: int, repeats: int) -> dict:
     n = gen(tokens)
     return {"tokens_per_s": n / timed(lambda: gen(tokens), repeats), "first_token_s": timed(lambda: gen(1), repeats),
             "tokens": n}
+
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare" / "input.txt"
+
+
+def text_perplexity(voice) -> dict:
+    """Perplexity of the last 1,024 tokens of tinyshakespeare under the voice's model (skipped without it)."""
+    import math
+
+    import torch
+
+    if not SHAKESPEARE.exists():
+        return {}
+    ids = voice.tokenizer(SHAKESPEARE.read_text()[-8000:], return_tensors="pt").input_ids[:, -1024:]
+    with torch.inference_mode():
+        return {"ppl": math.exp(voice.model(ids, labels=ids).loss.float().item())}
 
 
 def bare_llama(path: Path, tokens: int, repeats: int) -> dict:
@@ -89,6 +130,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--compile", action="store_true",
+                    help="Add bare transformers with a static cache and torch.compile (minutes of compiling).")
     ap.add_argument("--out", type=Path, default=Path("/tmp/generate-bench.json"))
     args = ap.parse_args(argv)
     import torch
@@ -102,10 +145,14 @@ def main(argv=None) -> int:
         print(f"{label}: {rows[label]}", file=sys.stderr)
 
     row("transformers fp32 (bare)", lambda: bare_transformers(args.tokens, args.repeats))
-    for label, dtype in (("likeme torch fp32", "float32"), ("likeme torch bf16", "bfloat16"),
-                         ("likeme torch int8 (dynamic)", "int8")):
-        voice = generate.load("smollm2-135m", dtype=dtype)
-        row(label, lambda: likeme_voice(voice, args.tokens, args.repeats))
+    if args.compile:
+        row("transformers fp32, static cache + torch.compile (bare)", lambda: bare_compiled(args.tokens, args.repeats))
+    for label, precision in (("likeme torch fp32", "fp32"), ("likeme torch auto", "auto"),
+                             ("likeme torch bf16", "bf16"), ("likeme torch int8 (dynamic)", "int8")):
+        voice = generate.load("smollm2-135m", precision=precision)
+        if precision == "auto":
+            label += f" = {voice.precision.name} ({voice.precision.why})"
+        row(label, lambda: {**likeme_voice(voice, args.tokens, args.repeats), **text_perplexity(voice)})
         del voice
     if llama.installed():
         for quant in ("f16", "q8_0", "q4_1"):
@@ -118,9 +165,11 @@ def main(argv=None) -> int:
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     base = rows["likeme torch fp32"]["tokens_per_s"]
-    print(f"{machine}\n\n| path | new tokens/s | vs likeme fp32 | first token (s) |\n| --- | ---: | ---: | ---: |")
+    print(f"{machine}\n\n| path | new tokens/s | vs likeme fp32 | first token (s) | perplexity |\n"
+          "| --- | ---: | ---: | ---: | ---: |")
     for label, r in rows.items():
-        print(f"| {label} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base:.2f}x | {r['first_token_s']:.3f} |")
+        ppl = f"{r['ppl']:.2f}" if "ppl" in r else ""
+        print(f"| {label} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base:.2f}x | {r['first_token_s']:.3f} | {ppl} |")
     return 0
 
 

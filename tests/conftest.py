@@ -51,3 +51,16 @@ def tiny_bert(_tiny_models, tmp_path) -> Path:
 def tiny_st(_tiny_models, tmp_path) -> Path:
     """A 2-layer BERT with mean pooling as a sentence-transformers folder (tiny.save_tiny_sentence_model)."""
     return _copy(_tiny_models, "st", tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_voice_run(_tiny_models, tmp_path_factory) -> Path:
+    """A LoRA voice run of Ana (2 steps on the three-person store from the tiny causal LM), trained once per
+    session: for tests that read a run (export, backends, precision) and write only inside RUN/export."""
+    from likeme.recipes.voice import VoiceConfig, train_voice
+    from test_datasets import three_person_store
+
+    tmp = tmp_path_factory.mktemp("voice-run")
+    three_person_store(tmp / "s.db").close()
+    return train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp)),
+                                   max_steps=2, batch_size=4, eval_every=2, out=str(tmp / "ana")), progress=False)

@@ -23,15 +23,8 @@ CHATS = {  # (OpenAI-style messages, the same chat as likeme.chat takes it: hist
 
 
 @pytest.fixture(scope="module")
-def voice_run(_tiny_models, tmp_path_factory):
-    from conftest import _copy
-    from likeme.recipes.voice import VoiceConfig, train_voice
-    from test_datasets import three_person_store
-
-    tmp = tmp_path_factory.mktemp("export")
-    three_person_store(tmp / "s.db").close()
-    return train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp)),
-                                   max_steps=2, batch_size=4, eval_every=2, out=str(tmp / "ana")), progress=False)
+def voice_run(tiny_voice_run):
+    return tiny_voice_run
 
 
 @pytest.fixture(scope="module")

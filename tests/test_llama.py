@@ -10,22 +10,15 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 
 @pytest.fixture(scope="module")
-def voice_run(_tiny_models, tmp_path_factory):
-    from conftest import _copy
-    from likeme.recipes.voice import VoiceConfig, train_voice
-    from test_datasets import three_person_store
-
-    tmp = tmp_path_factory.mktemp("llama")
-    three_person_store(tmp / "s.db").close()
-    return train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp)),
-                                   max_steps=2, batch_size=4, eval_every=2, out=str(tmp / "ana")), progress=False)
+def voice_run(tiny_voice_run):
+    return tiny_voice_run
 
 
 @pytest.fixture(scope="module")
 def both(voice_run):
     from likeme import generate, llama
 
-    return generate.load(voice_run, dtype="float32"), llama.load(voice_run, quant="f32")
+    return generate.load(voice_run, precision="fp32"), llama.load(voice_run, quant="f32")
 
 
 def test_greedy_replies_are_the_torch_backends(both, voice_run):

@@ -262,7 +262,7 @@ def export(run: str | os.PathLike, to: str, *, quant: str | None = None, out: st
     if task != "causal-lm":
         raise LikemeError(f"{run} is a {task} model: export writes language models (voice, preference and "
                           "from-scratch runs); a classifier or embedder run is a transformers folder already (RUN/model)")
-    voice = generate.load(run, device="cpu", dtype="float32")  # the weights as trained, not int8
+    voice = generate.load(run, device="cpu", precision="fp32")  # the weights as trained
     name = voice.name
     base = voice.tokenizer.chat_template
     template = voice_template(base, name, voice.partner) if name and base and voice.format == "persona" else base

@@ -39,7 +39,7 @@ def recipe_of(run: str | os.PathLike) -> str:
 
 def load(run: str | os.PathLike, **kwargs):
     """A run folder (or a model name) -> a Voice, a Classifier or an Embedder; kwargs go to that loader
-    (Voice: device, dtype, name, partner; Classifier, RewardModel: device; Embedder: base)."""
+    (Voice: device, precision, name, partner; Classifier, RewardModel: device; Embedder: base)."""
     recipe = recipe_of(run)
     if recipe == "classifier":
         from likeme.classifier import load_classifier as loader
@@ -53,25 +53,31 @@ def load(run: str | os.PathLike, **kwargs):
 
 
 BACKENDS = ("auto", "torch", "llama.cpp")
+LLAMA_QUANTS = {"auto": "f16", "fp16": "f16", "fp32": "f32", "bf16": "bf16", "int8": "q8_0"}  # --precision -> GGUF
 
 
-def load_voice(run: str | os.PathLike, *, backend: str = "auto", **kwargs):
-    """A voice on a backend: "torch" (`generate.load`: transformers; fp32 on a CPU, bf16 on a GPU),
-    "llama.cpp" (`llama.load`: the run's GGUF through llama-cpp-python, exported on first use), or
-    "auto": llama.cpp when llama-cpp-python is installed and the model can be exported, else torch.
-    kwargs: name, partner, format, context_turns, recall, db (both backends); device, dtype (torch)."""
+def load_voice(run: str | os.PathLike, *, backend: str = "auto", precision: str = "auto", **kwargs):
+    """A voice on a backend: "torch" (`generate.load`: transformers), "llama.cpp" (`llama.load`: the run's
+    GGUF through llama-cpp-python, exported on first use), or "auto": llama.cpp when llama-cpp-python is
+    installed and the model can be exported, else torch.
+    precision: auto, fp32, bf16, fp16 or int8 (`precision.choose`); on llama.cpp the GGUF's weights:
+      auto and fp16 -> f16, fp32 -> f32, bf16 -> bf16, int8 -> q8_0.
+    kwargs: name, partner, format, context_turns, recall, db (both backends); device (torch)."""
     if backend not in BACKENDS:
         raise LikemeError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend != "torch":
         from likeme import llama, models
 
         if backend == "llama.cpp" or llama.usable(models.resolve(run)):
-            light = {k: v for k, v in kwargs.items() if k not in ("device", "dtype")}
+            light = {k: v for k, v in kwargs.items() if k != "device"}
+            quant = LLAMA_QUANTS.get(str(precision))
+            if quant is None:
+                raise LikemeError(f"unknown precision {precision!r}: use one of {', '.join(LLAMA_QUANTS)}")
             try:
-                return llama.load(run, **light)
+                return llama.load(run, quant=quant, **light)
             except LikemeError:
                 if backend == "llama.cpp":
                     raise
     from likeme.generate import load
 
-    return load(run, **kwargs)
+    return load(run, precision=precision, **kwargs)

@@ -379,6 +379,11 @@ def load_causal_lm(
     ref = name if isinstance(name, ModelRef) else resolve(name)
     if ref.task == "sentence-embedding":
         raise LikemeError(f"model {ref.name!r} makes sentence embeddings, it does not generate text: use smollm2-135m or a run trained from it")
+    final_dtype = dtype
+    if ref.adapter is not None and merge and dtype is not None:
+        # merge in float32, then cast: a LoRA update is small next to the weight it is added to, and
+        # bf16's 8-bit mantissa rounds much of it away when the sum is taken in bf16
+        dtype = "float32"
     kwargs = {} if dtype is None else {"dtype": dtype}
     model_ref = ref.base if ref.adapter is not None else ref
     if model_ref.adapter is not None:  # an adapter on a run that is itself an adapter (a preference run on a voice)
@@ -390,6 +395,10 @@ def load_causal_lm(
     tokenizer = load_tokenizer(ref)
     if ref.adapter is not None:
         model = _apply_adapter(model, ref, merge)
+    if final_dtype is not None and final_dtype != dtype:
+        import torch
+
+        model = model.to(getattr(torch, final_dtype) if isinstance(final_dtype, str) else final_dtype)
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer

@@ -34,7 +34,8 @@ def check_host(host: str, api_key: str | None) -> None:
 
 
 def serve(runs: list[str], *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          limits=None, log_messages: bool = False, device=None, backend: str = "torch") -> None:
+          limits=None, log_messages: bool = False, device=None, backend: str = "torch",
+          precision: str = "auto") -> None:
     """Load the runs and serve them until Ctrl-C."""
     import logging
 
@@ -44,7 +45,7 @@ def serve(runs: list[str], *, host: str = "127.0.0.1", port: int = 8000, api_key
 
     api_key = api_key or os.environ.get("LIKEME_API_KEY") or None
     check_host(host, api_key)
-    served = load_models(list(runs), device=device, backend=backend)
+    served = load_models(list(runs), device=device, backend=backend, precision=precision)
     app = create_app(served, api_key=api_key, limits=limits, log_messages=log_messages)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=True,

@@ -83,7 +83,7 @@ class Served:
         return {"id": self.id, "object": "model", "created": 0, "owned_by": "likeme", "likeme": info}
 
 
-def load_models(runs: list[str], *, device=None, backend: str = "torch") -> dict[str, Served]:
+def load_models(runs: list[str], *, device=None, backend: str = "torch", precision: str = "auto") -> dict[str, Served]:
     """Each run (folder, name under $LIKEME_HOME/runs, or model name) loaded, named by its folder; voices
     on `backend` (`inference.load_voice`: with llama.cpp, JSON output answers a 400)."""
     from likeme import models
@@ -100,7 +100,7 @@ def load_models(runs: list[str], *, device=None, backend: str = "torch") -> dict
             from likeme.inference import load_voice
 
             kw = {"device": device} if device is not None else {}
-            served[name] = Served(name, "voice", load_voice(run, backend=backend, **kw), str(run))
+            served[name] = Served(name, "voice", load_voice(run, backend=backend, precision=precision, **kw), str(run))
         elif recipe == "classifier":
             from likeme.classifier import load_classifier
 
