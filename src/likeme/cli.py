@@ -736,6 +736,26 @@ def models(as_json):
         click.echo(f"{r.name:<28} {r.kind:<8} {r.task:<19} {size:>10}  {r.note}{state}")
 
 
+from likeme.recipes.pretrain import PretrainConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train_command("pretrain", PretrainConfig)
+def train_pretrain_cmd(config_file, resume, quiet, **flags):
+    """A GPT from scratch: pretrain a small Llama-style model on raw text (--data FILE or --db), with a
+    tokenizer from likeme train tokenizer; or continue a model's pretraining (--base MODEL).
+
+    \b
+    likeme train tokenizer --data input.txt --kind char --out runs/chars
+    likeme train pretrain --data input.txt --tokenizer runs/chars --block-size 64 --max-steps 2000
+    likeme train pretrain --data notes.txt --base smollm2-135m --max-steps 200"""
+    from likeme.recipes.pretrain import train_pretrain
+
+    _, run, m = run_recipe(PretrainConfig, train_pretrain, config_file, flags, quiet, resume)
+    click.echo(f"{run}: validation loss {m['val_loss']:.4f} per token ({m['val_loss_per_char']:.4f} per character) "
+               f"after {m['steps']} steps, {m['parameters']:,} parameters")
+    click.echo(f"Write with it: likeme generate {run} \"Once upon a time\"")
+
+
 from likeme.recipes.reward import RewardConfig  # noqa: E402  (the config only; torch loads on use)
 
 

@@ -33,11 +33,15 @@ def click_options(cls):
             if f.metadata.get("cli") is False:
                 continue
             hint = hints[f.name]
-            base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+            base = [hint] if typing.get_origin(hint) is list else \
+                [a for a in typing.get_args(hint) if a is not type(None)] or [hint]  # X | None -> X
             typ = base[0] if base[0] in (int, float, str, bool) else str
             default = f.default if f.default is not dataclasses.MISSING else None
             help_ = f.metadata.get("help", "") + (f" [default: {default}]" if default not in (None, "") else "")
-            if typ is bool:
+            if typing.get_origin(base[0]) is list:  # a repeatable flag: --data a.txt --data b.txt
+                opt = click.option(_flag(f), f.name, multiple=True, default=None, help=f.metadata.get("help", ""),
+                                   metavar=f.metadata.get("metavar"))
+            elif typ is bool:
                 opt = click.option(_flag(f) + "/--no-" + _flag(f)[2:], f.name, default=None, help=help_)
             elif "choices" in f.metadata:
                 opt = click.option(_flag(f), f.name, type=click.Choice(f.metadata["choices"]), default=None,
@@ -69,7 +73,8 @@ def from_sources(cls, yaml_path: str | Path | None = None, flags: dict | None = 
         if unknown:
             raise LikemeError(f"{yaml_path}: unknown settings {sorted(unknown)}; known: {', '.join(sorted(names))}")
         values.update(loaded)
-    values.update({k: v for k, v in (flags or {}).items() if v is not None and k in names})
+    values.update({k: list(v) if isinstance(v, tuple) else v for k, v in (flags or {}).items()
+                   if v is not None and v != () and k in names})
     try:
         return cls(**values)
     except TypeError as e:

@@ -347,6 +347,52 @@ def collate(batch: list[dict], pad_id: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Raw text for pretraining: documents -> one token stream -> (block_size) blocks
+
+
+def token_stream(documents: Sequence[Sequence[int]], eos_id: int) -> list[int]:
+    """Documents' ids joined into one stream, `<|endoftext|>` (eos_id) after each (GPT-2's packing).
+
+    Example (eos_id=0): [[5, 6], [7, 8, 9]] -> [5, 6, 0, 7, 8, 9, 0]
+    """
+    out: list[int] = []
+    for doc in documents:
+        out.extend(doc)
+        out.append(eos_id)
+    return out
+
+
+def blocks(stream: Sequence[int], block_size: int) -> list[dict]:
+    """Contiguous, non-overlapping blocks of `block_size` tokens as language-modelling examples (labels =
+    input_ids: the model shifts them), no padding; the last partial block is dropped.
+
+    Example (block_size=3): [5, 6, 0, 7, 8, 9, 0] -> [{"input_ids": [5, 6, 0], "labels": [5, 6, 0]},
+                                                      {"input_ids": [7, 8, 9], "labels": [7, 8, 9]}]
+    """
+    out = []
+    for i in range(0, len(stream) - block_size + 1, block_size):
+        ids = list(stream[i: i + block_size])
+        out.append({"input_ids": ids, "labels": list(ids)})
+    return out
+
+
+def store_documents(store, name: str | None = None, *, gap=None) -> list[str]:
+    """The store's text messages as documents, one per session ("Author: text" lines, oldest first);
+    with `name`, NAME's messages only (their own text, without the name)."""
+    from likeme.store import DEFAULT_SESSION_GAP
+
+    if name:
+        _check_person(store, name)
+    docs = []
+    for raw in store.sessions(gap=gap or DEFAULT_SESSION_GAP):
+        lines = [(m.text.strip() if name else f"{m.author}: {m.text.strip()}") for m in raw
+                 if m.kind == "text" and m.text.strip() and m.author and (not name or m.author == name)]
+        if lines:
+            docs.append("\n".join(lines))
+    return docs
+
+
+# ---------------------------------------------------------------------------------------------
 # Labelled texts: the order of the labels, a stratified split, weights per label
 
 

@@ -227,6 +227,10 @@ class Voice:
             ids = self._prompt(turns[start:], recalled, system)
             if room is None or len(ids) <= room:
                 return ids
+        if len(ids) >= self.context_window:
+            raise LikemeError(f"the prompt alone ({len(ids)} tokens) is longer than the model's {self.context_window}-token "
+                              "context: chat with a model of a longer context (likeme train pretrain --block-size), "
+                              "or train the voice with --format transcript")
         raise LikemeError(f"the prompt alone ({len(ids)} tokens) does not leave room for max_new_tokens="
                           f"{max_new_tokens} in the model's {self.context_window}-token context: lower --max-new-tokens")
 

@@ -29,10 +29,12 @@ def recipe_of(run: str | os.PathLike) -> str:
     from likeme import models, runs
 
     ref = models.resolve(run)
-    recipe = runs.read_meta(ref.path).get("recipe") if ref.kind == "run" else None
-    recipe = recipe or BY_TASK.get(ref.task)
+    meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
+    recipe = meta.get("recipe")
+    if recipe not in RECIPES:  # pretrain, instruct, distill: used as what their model is
+        recipe = BY_TASK.get(meta.get("task") or ref.task)
     if recipe not in RECIPES:
-        raise LikemeError(f"{run}: cannot tell what kind of model it is (recipe {recipe!r}, task {ref.task!r}): "
+        raise LikemeError(f"{run}: cannot tell what kind of model it is (recipe {meta.get('recipe')!r}, task {ref.task!r}): "
                           f"likeme uses {', '.join(RECIPES)} runs")
     return recipe
 

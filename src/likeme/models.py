@@ -342,6 +342,9 @@ def load_tokenizer(name: str | os.PathLike | ModelRef):
     """
     from transformers import AutoTokenizer
 
+    folder = Path(name) if isinstance(name, (str, os.PathLike)) else None
+    if folder is not None and (folder / "tokenizer_config.json").is_file() and not (folder / "config.json").is_file():
+        return _load(AutoTokenizer.from_pretrained, folder, str(name), "the tokenizer")  # a tokenizer, no model
     ref = name if isinstance(name, ModelRef) else resolve(name)
     if ref.kind == "run":
         if (ref.path / "model" / "tokenizer_config.json").is_file():

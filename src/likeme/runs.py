@@ -293,6 +293,8 @@ class Progress:
         figures = [f"{k} {v}" for k, v in row.items() if k.startswith("eval_")]
         if figures:
             self.bar.write(f"step {row['step']}: " + ", ".join(figures))
+        if "sample" in row:
+            self.bar.write(f"step {row['step']} sample: {row['sample']!r}")
 
     def close(self) -> None:
         self.bar.close()

@@ -145,3 +145,29 @@ def _stretch(lr_scheduler, total: int) -> None:
     for i, fn in enumerate(lambdas):
         if isinstance(fn, functools.partial) and "num_training_steps" in fn.keywords:
             lambdas[i] = functools.partial(fn.func, *fn.args, **{**fn.keywords, "num_training_steps": total})
+
+
+class SampleCallback(TrainerCallback):
+    """At each evaluation, a short sample from the model (from `<|endoftext|>`, temperature 0.8, top-k 200
+    as nanoGPT's sample.py) logged beside the validation loss: a metrics row {"step", "sample"}. The
+    random state is set aside and restored, so samples do not change training (or a resumed run)."""
+
+    def __init__(self, log, tokenizer, start_id: int, tokens: int = 64):
+        self.log, self.tokenizer, self.start_id, self.tokens = log, tokenizer, start_id, tokens
+
+    def on_evaluate(self, args, state, control, model=None, **kw):
+        import torch
+
+        if model is None or args.process_index != 0 or not self.tokens:
+            return
+        was_training = model.training
+        model.eval()
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(state.global_step)
+            start = torch.tensor([[self.start_id]], device=model.device)  # (1, 1)
+            out = model.generate(start, attention_mask=torch.ones_like(start), max_new_tokens=self.tokens,
+                                 do_sample=True, temperature=0.8, top_k=200, pad_token_id=self.start_id)
+        model.train(was_training)
+        rows = self.log.rows()  # the evaluation row just written: its clock (a resume counts on from the last row)
+        self.log.append({"step": state.global_step, "seconds": rows[-1].get("seconds", 0.0) if rows else 0.0,
+                         "sample": self.tokenizer.decode(out[0, 1:], skip_special_tokens=True)})
