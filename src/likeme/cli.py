@@ -756,6 +756,25 @@ def train_pretrain_cmd(config_file, resume, quiet, **flags):
     click.echo(f"Write with it: likeme generate {run} \"Once upon a time\"")
 
 
+from likeme.recipes.instruct import InstructConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train_command("instruct", InstructConfig)
+def train_instruct_cmd(config_file, resume, quiet, **flags):
+    """Instruction tuning: answers to instructions (Alpaca JSON/JSONL, chat messages JSONL or
+    'Question: ... Answer: ...' text), the loss on the answers only.
+
+    \b
+    likeme train instruct --data alpaca.json
+    likeme train instruct --data faq.txt --base runs/gpt --trainable all"""
+    from likeme.recipes.instruct import train_instruct
+
+    _, run, m = run_recipe(InstructConfig, train_instruct, config_file, flags, quiet, resume)
+    click.echo(f"{run}: held-out perplexity of the answers {m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} "
+               f"after {m['steps']} steps")
+    click.echo(f"Ask it: likeme chat {run}")
+
+
 from likeme.recipes.reward import RewardConfig  # noqa: E402  (the config only; torch loads on use)
 
 

@@ -130,6 +130,67 @@ def persona_example(tokenizer, context: list[Turn], reply: Turn, name: str, *, p
     return None
 
 
+# Instruction tuning: (role, content) messages -> an example whose loss is on the assistant's turns only
+
+ALPACA = ("Below is an instruction that describes a task{with_input}. Write a response that appropriately "
+          "completes the request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:\n")  # Taori et al. 2023
+
+
+def alpaca_prompt(instruction: str, input: str = "") -> str:
+    """The Alpaca prompt, for a model without a chat template.
+
+    Example: alpaca_prompt("Add 2 and 3.") -> "Below is an instruction ... ### Instruction:\nAdd 2 and 3.\n\n### Response:\n"
+    """
+    return ALPACA.format(with_input=", paired with an input that provides further context" if input else "",
+                         instruction=instruction.strip(), input=f"### Input:\n{input.strip()}\n\n" if input else "")
+
+
+def render_instruct(tokenizer, messages: list[dict], *, generation_prompt: bool) -> list[int]:
+    """Messages as the model reads them: its chat template, or Alpaca blocks when it has none (a system
+    turn first as a line; each user turn an instruction, each assistant turn its response + EOS)."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = messages or [{"role": "user", "content": ""}]  # the assistant opens: an empty instruction
+        return _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True))
+    text, eos = "", tokenizer.eos_token or ""
+    for m in messages:
+        if m["role"] == "system":
+            text += m["content"].strip() + "\n\n"
+        elif m["role"] == "user":
+            text += alpaca_prompt(m["content"])
+        else:
+            text += m["content"].strip() + eos + "\n\n"
+    if generation_prompt and messages and messages[-1]["role"] == "assistant":
+        raise LikemeError("an Alpaca prompt ends with an instruction, not a response")
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def instruct_example(tokenizer, messages: list[dict], max_length: int = 512) -> dict | None:
+    """A conversation -> {"input_ids", "labels"}: labels on each assistant turn (its text and the token that
+    ends it), IGNORE on everything else; cut at `max_length`. None when no answer token is left.
+
+    Example (ChatML): [user "2+2?", assistant "4"] -> ids of "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n"
+      with labels only on "4<|im_end|>" (litgpt's SFTDataset: mask_prompt)
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    eot = end_of_turn_id(tokenizer) if getattr(tokenizer, "chat_template", None) else tokenizer.eos_token_id
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt = render_instruct(tokenizer, messages[:i], generation_prompt=True)
+        full = render_instruct(tokenizer, messages[: i + 1], generation_prompt=False)
+        if prompt[: len(ids)] != ids or full[: len(prompt)] != prompt:
+            raise LikemeError("the base model's chat template does not extend the prompt with the answer, as "
+                              "instruction tuning needs (ChatML does): use a base model with such a template")
+        answer = full[len(prompt):]
+        if eot in answer:  # up to and including the end-of-turn token, not the newline after it
+            answer = answer[: answer.index(eot) + 1]
+        labels += [IGNORE] * (len(prompt) - len(ids)) + answer
+        ids = prompt + answer
+    ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "labels": labels} if any(l != IGNORE for l in labels) else None
+
+
 @dataclass
 class VoiceData:
     """Train and held-out examples for one person, and what they were built from."""

@@ -177,9 +177,13 @@ class Voice:
         self.name, self.partner, self.run = name, partner or "You", run
         # What the run was trained on (run.yaml config.format): the chat template, or "Name: message" lines.
         # A model without a chat template can only be prompted with lines.
+        # "instruct" (likeme train instruct): an assistant, the chat template without a persona (Alpaca blocks
+        # for a model without one).
         self.format = format or ("persona" if getattr(tokenizer, "chat_template", None) else "transcript")
-        if self.format not in ("persona", "transcript"):
-            raise LikemeError(f"{run}: unknown format {self.format!r} in run.yaml: persona or transcript")
+        if self.format not in ("persona", "transcript", "instruct"):
+            raise LikemeError(f"{run}: unknown format {self.format!r} in run.yaml: persona, transcript or instruct")
+        if self.format == "instruct":
+            self.name = name or "Assistant"
         self.context_turns = context_turns
         self.sampling = sampling or Sampling()
         vocab = tokenizer.get_vocab()
@@ -235,8 +239,12 @@ class Voice:
                           f"{max_new_tokens} in the model's {self.context_window}-token context: lower --max-new-tokens")
 
     def _prompt(self, turns, recalled=(), system: str | None = None) -> list[int]:
-        from likeme.datasets import _ids, chat_messages
+        from likeme.datasets import _ids, chat_messages, render_instruct
 
+        if self.format == "instruct":  # as `datasets.instruct_example` renders training conversations
+            msgs = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
+            msgs += [{"role": "assistant" if t.author == self.name else "user", "content": t.text} for t in turns]
+            return render_instruct(self.tokenizer, msgs, generation_prompt=True)
         if self.format == "persona":
             prefix = len({t.author for t in turns if t.author != self.name}) > 1
             msgs = chat_messages(turns, self.name, prefix_names=prefix, recalled=recalled)
