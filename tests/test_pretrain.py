@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from likeme import datasets
+from likeme.errors import LikemeError
 from likeme.recipes.pretrain import PretrainConfig, train_pretrain
 from likeme.runs import Interrupted
 from tiny import interrupt_at, likeme_cli
@@ -114,3 +115,17 @@ def test_errors(text, tmp_path, tiny_lm):
     p = likeme_cli("train", "pretrain", "--data", text, "--tokenizer", tiny_lm, "--dim", "30", "--heads", "4",
                    "--out", tmp_path / "e")
     assert p.returncode == 1 and "--dim 30 does not divide into --heads 4" in p.stderr
+
+
+def test_documents_from_the_store(tmp_path, tiny_lm):
+    from likeme.store import Store
+    from test_datasets import three_person_store
+
+    three_person_store(tmp_path / "s.db", sessions=2).close()
+    with Store(tmp_path / "s.db") as store:
+        everyone, ana = datasets.store_documents(store), datasets.store_documents(store, "Ana")
+    assert everyone[0] == "Sam: hi 0\nAna: hey\nAna: what's up\nBo: yo\nAna: ok\nSam: pic" and len(everyone) == 2
+    assert ana == ["hey\nwhat's up\nok"] * 2
+    with pytest.raises(LikemeError, match="Zed"):
+        with Store(tmp_path / "s.db") as store:
+            datasets.store_documents(store, "Zed")
