@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 
 from likeme.errors import LikemeError
-from likeme.evaluate import distinct
+from likeme.style import distinct
 from tiny import LINES, likeme_cli, whatsapp_chat
 
 
@@ -28,12 +28,6 @@ def runs(tmp_path, tiny_lm, tiny_st):
                                           out=str(tmp_path / "clf")), progress=False)
     later = whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club (later).txt", 4, datetime(2024, 6, 1, 18), seed=1)
     return {"voice": voice, "embedder": emb, "classifier": clf, "later": later}
-
-
-def test_distinct_worked_example():
-    assert distinct([["ok", "ok"], ["ok", "sure"]], 1) == 0.5  # {ok, sure} of 4 words
-    assert distinct([["ok", "ok"], ["ok", "sure"]], 2) == 1.0  # (ok, ok), (ok, sure)
-    assert distinct([["ok"]], 2) != distinct([["ok"]], 2)  # no pair at all: NaN
 
 
 def test_turns_in_context_worked_example():

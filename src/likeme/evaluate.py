@@ -160,6 +160,7 @@ def reply_figures(texts: list[str], scores: list[float], real_scores, ended, suf
     """eval_judged's figures of one set of replies: judge_score, distinct_1/2, mean_words, and with the
     real replies' scores judge_auc (real 1 vs these 0), with `ended` clean_end; keys end with `suffix`."""
     from likeme.embedder import auc
+    from likeme.style import distinct
 
     words = [t.split() for t in texts]
     out = {f"judge_score{suffix}": _round(sum(scores) / len(scores)),
@@ -170,15 +171,6 @@ def reply_figures(texts: list[str], scores: list[float], real_scores, ended, suf
     if ended is not None:
         out[f"clean_end{suffix}"] = _round(sum(ended) / len(ended))
     return out
-
-
-def distinct(token_lists: list[list[str]], n: int) -> float:
-    """Distinct n-grams over all n-grams of all the texts (Li et al. 2016, "A Diversity-Promoting Objective").
-
-    Example: distinct([["ok", "ok"], ["ok", "sure"]], 1) -> 2 / 4 = 0.5; the same with n=2 -> 2 / 2 = 1.0
-    """
-    grams = [tuple(t[i: i + n]) for t in token_lists for i in range(len(t) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else float("nan")
 
 
 def _round(x) -> float | None:
