@@ -4,7 +4,6 @@ case, the API key, the queue under load, a client that goes away, and the chat p
 import base64
 import json
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -18,7 +17,7 @@ from likeme.errors import LikemeError
 from likeme.serve import check_host, is_loopback
 from likeme.serve.app import create_app, load_models
 from likeme.serve.limits import Limits
-from tiny import likeme_cli
+from tiny import CHROMIUM_ARGS, chromium, likeme_cli
 
 openai = pytest.importorskip("openai")
 try:  # the HTTP client the openai package is built on (httpx2 in its 3.x releases, httpx before)
@@ -320,18 +319,11 @@ def test_logs_hold_no_message_text_unless_asked(served, caplog):
 # -- the page in a real headless browser ----------------------------------------------------------------
 
 
-def chromium() -> str | None:
-    return next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()),
-                shutil.which("chromium"))
-
-
 @pytest.mark.skipif(chromium() is None, reason="no Chromium installed (Debian: apt-get install chromium)")
 def test_chat_page_streams_a_reply_in_chromium(url, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 390, "height": 700})  # a phone-sized screen
             page.goto(url + "/")

@@ -260,3 +260,16 @@ def likeme_cli(*args, input: str | None = None):
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
     return subprocess.CompletedProcess(["likeme", *argv], code, out, err)
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def chromium() -> str | None:
+    """Debian's chromium, for pages opened in a real headless browser (None: tests skip)."""
+    import shutil
+    from pathlib import Path
+
+    return next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()),
+                shutil.which("chromium"))

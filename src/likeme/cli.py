@@ -685,6 +685,35 @@ def train_voice_cmd(config_file, resume, quiet, **flags):
     click.echo(f"Talk to it: likeme chat {run}")
 
 
+@cli.command()
+@click.argument("run")
+@click.option("--data", required=True, type=click.Path(exists=True), help="An export the run never trained on.")
+@click.option("--as", "name", required=True, metavar="NAME", help="Whose replies to compare with.")
+@click.option("--judge", metavar="RUN", default=None, help="Also score likeness with this embedder, classifier or reward run.")
+@click.option("--samples", type=int, default=200, show_default=True,
+              help="How many of NAME's replies the run and its base write again, for the same contexts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--format", "format_", metavar="NAME", default=None, help="Format of --data (default: detected).")
+@click.option("--me", metavar="NAME", default=None, help="Your name, for exports that only say 'from me'.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="The HTML file (default: RUN/report.html); the figures go beside it as .json.")
+def report(run, data, name, judge, samples, seed, format_, me, out):
+    """Does it sound like NAME? One HTML page with plots: perplexity, replies side by side, style,
+    diversity and collapse, memorisation, a judge's likeness, the leak audit and the provenance card."""
+    from likeme import report as rep
+    from likeme.models import resolve
+
+    if samples < 1:
+        raise LikemeError("--samples must be at least 1")
+    figures = rep.build(run, data, name, judge=judge, samples=samples, seed=seed, format=format_, me=me)
+    path = rep.write_html(figures, out or resolve(run).path / "report.html")
+    st = figures["style"]
+    click.echo(f"{path}: perplexity {figures['perplexity']['ppl']:.2f} (base {figures['perplexity']['base_ppl']:.2f}); "
+               f"Burrows' Delta to {name}'s replies {st['trained']['burrows_delta']:.3f}"
+               + (f" (base {st['base']['burrows_delta']:.3f})" if "base" in st else "")
+               + f"; distinct-2 {st['trained']['distinct_2']:.3f} (real {st['real']['distinct_2']:.3f})")
+
+
 @cli.command("eval")
 @click.argument("run")
 @click.option("--data", required=True, type=click.Path(exists=True),

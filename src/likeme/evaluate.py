@@ -122,7 +122,7 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     """
     from datetime import timedelta
 
-    from likeme import datasets, generate, runs
+    from likeme import datasets, runs
     from likeme.judge import Judge, load_judge
 
     ref, meta = _run(run, runs.VOICES)
@@ -144,16 +144,24 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     for suffix, model in (("", ref.path), ("_base", base)):
         if model is None:
             continue
-        voice = generate.load(model, name=name, partner=meta.get("partner"), format=cfg.get("format"),
-                              context_turns=cfg.get("context_turns"))
-        written = [voice.reply(c, seed=seed + i, max_new_tokens=max_new_tokens) for i, c in enumerate(contexts)]
-        del voice
+        written = write_replies(model, meta, name, contexts, seed=seed, max_new_tokens=max_new_tokens)
         out.update(reply_figures(written, judge.score(written, contexts), real_scores,
                                   [w.finish == "stop" for w in written], suffix))
         if suffix == "":
             out["examples"] = [{"context": f"{c[-1].author}: {c[-1].text}", "real": r, "written": str(w)}
                                for c, r, w in list(zip(contexts, real, written))[:5]]
     return out
+
+
+def write_replies(model, meta: dict, name: str, contexts: list, *, seed: int = 0, max_new_tokens: int = 64) -> list:
+    """The replies `model` (the run, or its base prompted as the run was trained: run.yaml `meta`) writes as
+    NAME to each context, the i-th with seed + i: `generate.Generation`s."""
+    from likeme import generate, runs
+
+    cfg = runs.voice_config(meta)
+    voice = generate.load(model, name=name, partner=meta.get("partner"), format=cfg.get("format"),
+                          context_turns=cfg.get("context_turns"))
+    return [voice.reply(c, seed=seed + i, max_new_tokens=max_new_tokens) for i, c in enumerate(contexts)]
 
 
 def reply_figures(texts: list[str], scores: list[float], real_scores, ended, suffix: str) -> dict:
