@@ -714,6 +714,36 @@ def report(run, data, name, judge, samples, seed, format_, me, out):
                + f"; distinct-2 {st['trained']['distinct_2']:.3f} (real {st['real']['distinct_2']:.3f})")
 
 
+@cli.command()
+@click.argument("run")
+@click.option("--samples", type=int, default=500, show_default=True,
+              help="Replies sampled from prompts that invite personal data.")
+@click.option("--candidates", type=int, default=1000, show_default=True,
+              help="Random secrets each canary is ranked among (exposure tops out at log2(candidates + 1) bits).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def audit(run, samples, candidates, seed, as_json):
+    """Is the voice safe to share? Samples replies to prompts that invite personal data, reports each
+    phone number, e-mail, card, address... it writes and the training message it comes from, and the
+    exposure of the run's canaries (likeme train voice --canaries K). PASS or WARN, with the reason;
+    written to RUN/audit.json, and shown by likeme report."""
+    from likeme import audit as aud
+
+    if samples < 1 or candidates < 1:
+        raise LikemeError("--samples and --candidates must be at least 1")
+    r = aud.audit(run, samples=samples, candidates=candidates, seed=seed)
+    if as_json:
+        click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    for h in r["hits"]:
+        where = f"from training: {h['training_message']!r}" if h["training_message"] else "not in the training messages"
+        click.echo(f"{h['kind']:<8} {h['found']!r} in reply to {h['prompt']!r}: {where}")
+    for c in r["canaries"]:
+        click.echo(f"canary {c['text']!r} (x{c['repeats']} in training): rank {c['rank']} of {c['candidates']}, "
+                   f"exposure {c['exposure_bits']:.2f} bits")
+    click.echo(f"{r['verdict']}: {r['reason']}")
+
+
 @cli.command("eval")
 @click.argument("run")
 @click.option("--data", required=True, type=click.Path(exists=True),

@@ -262,6 +262,37 @@ class Voice:
             ids += self.tokenizer(f"{t.author}: {t.text}\n", add_special_tokens=False)["input_ids"]
         return ids + self.tokenizer(f"{self.name}:", add_special_tokens=False)["input_ids"]
 
+    def loglik(self, history: Sequence, replies: Sequence[str], batch_size: int = 32) -> list[float]:
+        """log p(reply | history) in nats for each reply, as NAME's next message: the reply's tokens and the
+        token that ends its turn, after the prompt `reply` would use (what the audit ranks canaries by).
+
+        Example: voice.loglik(["what's the code?"], ["it is 1234", "it is 9876"]) -> [-14.2, -19.8]
+        """
+        import torch
+
+        from likeme.datasets import IGNORE, collate
+
+        prompt = self.prompt_ids(history)
+        end = self.reply_stop_ids[0]
+        rows = []
+        for text in replies:
+            if self.format == "transcript":  # as the training line "Name: text\n" continues the prompt "Name:"
+                answer = self.tokenizer(f" {text}\n", add_special_tokens=False)["input_ids"]
+            else:
+                answer = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [end]
+            rows.append({"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer})
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                batch = {k: v.to(self.model.device) for k, v in collate(rows[i: i + batch_size], self.pad_id).items()}
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V): position t predicts t+1
+                target = batch["labels"][:, 1:]  # (B, T-1)
+                keep = target != IGNORE
+                picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+                out += (picked * keep).sum(dim=1).tolist()
+        return out
+
     # -- generating ------------------------------------------------------------------------------
 
     def reply(self, history: Sequence, *, stream: Callable[[str], Any] | None = None, best_of: int = 1,

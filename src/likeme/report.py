@@ -66,7 +66,9 @@ def build(run, data, name: str, *, judge=None, samples: int = 200, seed: int = 0
     out["style_corpus"] = f"{len(authors)} writers in the export" if len(authors) >= 2 else "the three sets of replies"
 
     # memorisation: NAME's training messages, from the store the run was trained on
-    training = _training_messages(meta, name)
+    from likeme.audit import training_messages
+
+    training = training_messages(meta, name)
     out["memorisation"] = {k: vars(style.verbatim(texts[k], training, n=8)) for k in written} if training else None
     out["training_messages"] = len(training)
 
@@ -84,17 +86,6 @@ def build(run, data, name: str, *, judge=None, samples: int = 200, seed: int = 0
     out["audit"] = json.loads(audit.read_text("utf-8")) if audit.is_file() else None
     out["provenance"] = meta.get("data")
     return out
-
-
-def _training_messages(meta: dict, name: str) -> list[str]:
-    """NAME's text messages in the store the run was trained on (empty when that store is gone)."""
-    from likeme.store import Store
-
-    db = (meta.get("config") or {}).get("db") or (meta.get("data") or {}).get("store")
-    if not db or not Path(db).is_file():
-        return []
-    with Store(db) as store:
-        return [m.text for m in store.messages(author=name, kinds=("text",))]
 
 
 # -- the page ------------------------------------------------------------------------------------

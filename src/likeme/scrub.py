@@ -56,3 +56,20 @@ def scrub(text: str) -> str:
     text = _CARD.sub(_card, text)
     text = _PHONE.sub(_phone, text)
     return text
+
+
+def find(text: str) -> list[tuple[str, str]]:
+    """What `scrub` would replace, as (kind, the text found), in the order scrub looks.
+
+    Example: find("call 07700 900123 or ana@example.org") -> [("EMAIL", "ana@example.org"), ("PHONE", "07700 900123")]
+    """
+    found = []
+    for kind, pattern, keep in (("EMAIL", _EMAIL, None), ("URL", _URL, None), ("IBAN", _IBAN, None),
+                                ("CARD", _CARD, _card), ("PHONE", _PHONE, _phone)):
+        def note(m, kind=kind, keep=keep):
+            if keep is not None and keep(m) == m.group(0):  # not one after all (a failed Luhn check, a date)
+                return m.group(0)
+            found.append((kind, m.group(0)))
+            return f"<{kind}>"
+        text = pattern.sub(note, text)
+    return found

@@ -66,6 +66,9 @@ class VoiceConfig:
     recall_model: str = field(default="minilm", metadata={"help": "The sentence embedder --recall compares with."})
     loss_on: str = field(default="me", metadata={"choices": ["me", "all"],
                                                  "help": "transcript format: learn NAME's lines only, or everyone's."})
+    canaries: int = field(default=0, metadata={
+        "help": "Plant K random secrets in the training data (persona format), repeated 1, 10, 1, 10, ... times, to "
+                "measure with likeme audit how much the model memorises (Carlini et al. 2019)."})
     heldout: float = field(default=0.1, metadata={"help": "Latest fraction of sessions never trained on."})
     session_gap_hours: float = field(default=6.0, metadata={"help": "A pause this long starts a new session."})
     eval_every: int = field(default=20, metadata={
@@ -114,8 +117,22 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             data = datasets.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
                                                loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
         provenance = store.provenance(cfg.name)
+    canaries = []
+    if cfg.canaries:
+        if cfg.format != "persona":
+            raise LikemeError("--canaries plants secrets as replies: use it with --format persona")
+        from dataclasses import asdict
+
+        from likeme.audit import make_canaries
+
+        canaries = make_canaries(cfg.canaries, seed=cfg.seed)
+        for c in canaries:  # a one-turn session: the partner asks, NAME answers with the secret
+            ex = datasets.persona_example(tok, [datasets.Turn(data.partner, c.prompt)], datasets.Turn(cfg.name, c.text),
+                                          cfg.name, prefix_names=False, max_length=cfg.block_size)
+            data.train.extend([ex] * c.repeats)
     model, _ = models.load_causal_lm(cfg.base, device=tr.device())
-    run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner})
+    run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner},
+              **({"canaries": [asdict(c) for c in canaries]} if canaries else {}))
     with run.recording():
         if "baseline" not in run.meta:  # the base model's figure, measured once (a resumed run has it)
             run.update(baseline={"ppl": round(perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size), 4)})
