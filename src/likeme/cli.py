@@ -128,6 +128,43 @@ def forget(author, yes, db):
     n = _store(db).forget(author)
     prune(db)  # their vectors leave the search indexes beside the store too
     click.echo(f"Deleted {n} messages by {author}; later ingests will skip them.")
+    from likeme.runs import trained_on
+
+    trained = trained_on(author)
+    if trained:  # a model keeps what it learned: these need training again (or deleting)
+        click.echo(f"{len(trained)} run(s) were trained on {author}'s messages; train them again without, or delete them:")
+        for run in trained:
+            click.echo(f"  {run}")
+
+
+@cli.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="Print each run's provenance card as JSON.")
+def runs_cmd(as_json):
+    """Your runs, with their provenance at a glance: recipe, status, what they were trained on and whose
+    messages went in (each run's provenance.json)."""
+    from likeme import runs
+
+    found = runs.all_runs()
+    if as_json:
+        click.echo(json.dumps([{"run": str(p), "status": runs.read_meta(p).get("status"), **runs.provenance(p)}
+                               for p in found], ensure_ascii=False))
+        return
+    if not found:
+        click.echo(f"No runs in {runs.runs_dir()} yet: likeme train voice --as NAME")
+        return
+    for p in found:
+        card, status = runs.provenance(p), runs.read_meta(p).get("status")
+        data = card.get("data") or {}
+        if data.get("sources"):
+            scrubbed = {s.get("scrubbed") for s in data["sources"]}
+            what = (f"{len(data['sources'])} export(s)"
+                    + {frozenset({True}): ", scrubbed", frozenset({False}): ", not scrubbed"}.get(frozenset(scrubbed), ""))
+        else:
+            files = data.get("files") or ([data] if data.get("file") else [])
+            what = ", ".join(Path(f["file"]).name for f in files) or "-"
+        people = ", ".join(f"{k} {v}" for k, v in list((data.get("messages") or {}).items())[:4])
+        click.echo(f"{p.name:<24} {card.get('recipe') or '?':<10} {status or '?':<11} {str(card.get('created') or '')[:10]}  "
+                   f"{what}{'; ' + people if people else ''}")
 
 
 @cli.command()

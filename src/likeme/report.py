@@ -84,7 +84,7 @@ def build(run, data, name: str, *, judge=None, samples: int = 200, seed: int = 0
                                                            [w.finish == "stop" for w in written[k]], suffix))
     audit = ref.path / "audit.json"
     out["audit"] = json.loads(audit.read_text("utf-8")) if audit.is_file() else None
-    out["provenance"] = meta.get("data")
+    out["provenance"] = runs.provenance(ref.path).get("data")
     return out
 
 
@@ -133,9 +133,15 @@ def write_html(figures: dict, path: str | Path) -> Path:
     prov = figures.get("provenance") or {}
     if prov:
         people = prov.get("messages") or {}
-        parts += ["<h2>Provenance</h2>", _table(["source", "sha256"], [[_e(s.get("name", "")), _e(str(s.get("sha256", ""))[:16])]
-                                                                       for s in prov.get("sources", [])]),
-                  _table(["person", "messages"], [[_e(k), str(v)] for k, v in people.items()]) if isinstance(people, dict) else ""]
+        yes_no = {True: "yes", False: "no", None: "not recorded"}
+        parts += ["<h2>Provenance</h2>", _table(
+            ["export", "sha256", "platform", "from", "to", "messages", "scrubbed"],
+            [[_e(s.get("name", "")), _e(str(s.get("sha256", ""))[:16]), _e(", ".join(s.get("platforms", []))),
+              _e(str(s.get("first", ""))[:10]), _e(str(s.get("last", ""))[:10]), str(s.get("messages", "")),
+              yes_no.get(s.get("scrubbed"), "")] for s in prov.get("sources", [])]),
+            _table(["person", "messages trained on"], [[_e(k), str(v)] for k, v in people.items()]),
+            "<p>Forgotten before training (likeme forget): "
+            + (", ".join(_e(f["author"]) for f in prov.get("forgotten", [])) or "nobody") + ".</p>"]
     page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>likeme report: {_e(figures['as'])}</title>"
             f"<style>{CSS}</style><body>{''.join(parts)}</body></html>")
     path.write_text(page, "utf-8")

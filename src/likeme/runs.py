@@ -180,6 +180,7 @@ class Run:
                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      **extra, "config": dataclasses.asdict(config), "data": data, "versions": versions()}
         write_meta(self.path, self.meta)
+        write_provenance(self.path, self.meta)
         return self
 
     def update(self, **fields) -> None:
@@ -216,6 +217,47 @@ class Run:
         self.meta.pop("error", None)
         self.update(status="done")
         shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+
+PROVENANCE_FILE = "provenance.json"
+
+
+def write_provenance(run: Path, meta: dict) -> dict:
+    """run/provenance.json, the run's card: what it was trained on and whose words are in it. From a store:
+    each export (name, sha256, platform, date range, scrubbed or not), each person and how many of their
+    messages, the people forgotten before the run; from files: each file and its sha256."""
+    data = meta.get("data") or {}
+    card = {"recipe": meta.get("recipe"), "created": meta.get("created"), "base": meta.get("base"),
+            "as": meta.get("as"), "data": data}
+    if data.get("store") and Path(data["store"]).is_file():
+        from likeme.store import Store
+
+        with Store(data["store"]) as store:
+            card["data"] = store.provenance_card(meta.get("as") if "as" in meta else None)
+    atomic_write(run / PROVENANCE_FILE, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    return card
+
+
+def provenance(run: str | Path) -> dict:
+    """The card of a run (provenance.json; for a run from before it existed, what run.yaml says)."""
+    path = Path(run) / PROVENANCE_FILE
+    if path.is_file():
+        return json.loads(path.read_text("utf-8"))
+    meta = read_meta(run)
+    return {"recipe": meta.get("recipe"), "created": meta.get("created"), "base": meta.get("base"),
+            "as": meta.get("as"), "data": meta.get("data") or {}}
+
+
+def all_runs(root: str | Path | None = None) -> list[Path]:
+    """The run folders under `root` (default $LIKEME_HOME/runs), oldest first."""
+    root = Path(root) if root else runs_dir()
+    found = [p for p in root.iterdir() if (p / RUN_FILE).is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: str(read_meta(p).get("created") or ""))
+
+
+def trained_on(author: str, root: str | Path | None = None) -> list[Path]:
+    """The runs whose training data held messages by `author` (their provenance card counts them)."""
+    return [p for p in all_runs(root) if (provenance(p).get("data") or {}).get("messages", {}).get(author)]
 
 
 def _data_diff(old: dict | None, new: dict) -> str:

@@ -86,6 +86,12 @@ def m001_initial(db: sqlite3.Connection) -> None:
     """)
 
 
+@migration
+def m002_sources_scrubbed(db: sqlite3.Connection) -> None:
+    """Whether each export was ingested with --scrub (NULL: ingested before this was recorded)."""
+    db.execute("ALTER TABLE sources ADD COLUMN scrubbed INTEGER")
+
+
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class IngestResult:
@@ -216,8 +222,8 @@ class Store:
         repeats: dict[tuple, int] = {}
         with self._transaction():
             cur = self.db.execute(
-                "INSERT INTO sources (path, sha256, format, ingested_at) VALUES (?, ?, ?, ?)",
-                (str(path), sha256 or f"unhashed:{uuid.uuid4().hex}", result.format, _now()))
+                "INSERT INTO sources (path, sha256, format, ingested_at, scrubbed) VALUES (?, ?, ?, ?, ?)",
+                (str(path), sha256 or f"unhashed:{uuid.uuid4().hex}", result.format, _now(), int(scrub_text is not None)))
             source_row = cur.lastrowid
             batch = []
             n = 0
@@ -362,6 +368,31 @@ class Store:
         return {"store": str(self.path.resolve()) if self.path else None,
                 "sources": [{"name": Path(p).name, "sha256": h, "format": f} for p, h, f in sources],
                 "messages": dict(counts)}
+
+    def provenance_card(self, author: str | None = None) -> dict:
+        """`provenance` and more, for a run's provenance.json: per source its platforms, date range and
+        whether it was scrubbed; the people forgotten (likeme forget) before the run, when.
+
+        Example: {..., "sources": [{"name": "WhatsApp Chat with Sam.txt", "sha256": "3f2a...", "format":
+                  "whatsapp", "platforms": ["whatsapp"], "first": "2023-01-02T10:00:00", "last": "2024-05-01T22:13:00",
+                  "messages": 2184, "scrubbed": true}], "forgotten": [{"author": "Bo", "at": "2024-06-01T..."}]}
+        """
+        where, args = "m.kind = 'text'", []
+        if author is not None:
+            where += " AND m.conversation_id IN (SELECT conversation_id FROM messages WHERE author = ?)"
+            args.append(author)
+        rows = self.db.execute(f"""
+            SELECT s.path, s.sha256, s.format, s.scrubbed, GROUP_CONCAT(DISTINCT c.platform), MIN(m.sent_at),
+                   MAX(m.sent_at), COUNT(*)
+            FROM messages m JOIN sources s ON s.id = m.source_id JOIN conversations c ON c.id = m.conversation_id
+            WHERE {where} GROUP BY s.id ORDER BY s.id""", args).fetchall()
+        card = self.provenance(author)
+        card["sources"] = [{"name": Path(p).name, "sha256": h, "format": f, "platforms": sorted(set((pl or "").split(","))),
+                            "first": first, "last": last, "messages": n, "scrubbed": None if sc is None else bool(sc)}
+                           for p, h, f, sc, pl, first, last, n in rows]
+        card["forgotten"] = [{"author": a, "at": at} for a, at in
+                             self.db.execute("SELECT author, forgotten_at FROM forgotten ORDER BY forgotten_at")]
+        return card
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
