@@ -38,7 +38,7 @@ def recipe_run(tok_dir: Path, out: Path, steps: int, block: int) -> dict:
     run = train_pretrain(cfg, progress=False)
     m = json.loads((run / "metrics.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    m["samples"] = [r["sample"] for r in rows if "sample" in r]
+    m["samples"] = [r["samples"][0] for r in rows if r.get("samples")]
     m["tokens_per_s"] = m["train_tokens"] / m["seconds"]
     return m
 

@@ -55,7 +55,8 @@ def test_from_scratch_through_the_cli_then_generate_and_a_voice_on_top(text, tin
     assert m["steps"] == 6 and m["train_tokens"] == 6 * 4 * 16 and m["val_loss"] > 0
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval_loss" in r] == [3, 6]
-    assert [r["step"] for r in rows if "sample" in r] == [3, 6] and all(isinstance(r["sample"], str) for r in rows if "sample" in r)
+    assert [r["step"] for r in rows if "samples" in r] == [3, 6]
+    assert all(len(r["samples"]) == 1 and isinstance(r["samples"][0], str) for r in rows if "samples" in r)
     p = likeme_cli("generate", run, "hi", "--max-new-tokens", "5", "--backend", "torch", "--seed", "1")
     assert p.returncode == 0 and p.stdout.startswith("hi"), p.stderr
     # a voice on top: the from-scratch model is a base like any other
@@ -98,7 +99,7 @@ def test_ctrl_c_then_resume_ends_as_an_uninterrupted_run(text, tiny_lm, tmp_path
     a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(run / "model" / "model.safetensors"))
     assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     straight_rows = [json.loads(l) for l in (straight / "metrics.jsonl").read_text().splitlines()]
-    assert [r["sample"] for r in rows if "sample" in r] == [r["sample"] for r in straight_rows if "sample" in r]
+    assert [r["samples"] for r in rows if "samples" in r] == [r["samples"] for r in straight_rows if "samples" in r]
 
 
 def test_errors(text, tmp_path, tiny_lm):

@@ -46,6 +46,8 @@ def test_lora_run_folder(setup):
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
     assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4]
+    samples = [r for r in rows if "samples" in r]  # two held-out contexts answered at each evaluation
+    assert [r["step"] for r in samples] == [2, 4] and all(len(r["samples"]) == 2 and r["loops"] in (0, 1, 2) for r in samples)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["heldout_replies"] == 4
     assert metrics["base_ppl"] == meta["baseline"]["ppl"] and metrics["ppl"] < metrics["base_ppl"]
@@ -134,3 +136,19 @@ def test_a_time_budget_fits_the_steps_and_the_schedule(setup):
     assert 3 < steps < 100 * 5 and [r["step"] for r in rows] == list(range(1, steps + 1))
     assert rows[-1]["seconds"] < 3 * 4  # stopped near the budget, not after 100 passes
     assert rows[-1]["lr"] < 0.1 * max(r["lr"] for r in rows)  # the schedule reached its end with the last step
+
+
+def test_small_data_guard(setup, capsys):
+    """Left unset, the steps and evaluation interval come from the data's size; too many passes warn."""
+    from likeme.training.trainer import Plan, plan
+
+    assert plan(120, 8) == Plan(steps_per_epoch=15, planned=45, total=45, eval_every=9, warning=None)  # 3 passes
+    assert (plan(1000, 8).planned, plan(1000, 8).eval_every) == (125, 20)  # one pass; evaluations 20 steps apart
+    assert plan(50, 8, max_steps=100).warning.startswith("50 training examples for 100 steps of 8: 16 passes")
+    assert plan(50, 8, max_minutes=5).warning is None and plan(50, 8, max_steps=30).warning is None
+    tmp, base = setup
+    run = train_voice(cfg(tmp, base, eval_every=None, max_steps=60), progress=False)
+    err = capsys.readouterr().err
+    assert "warning: 20 training examples for 60 steps of 4: 12 passes" in err, err[-400:]
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r][:2] == [12, 24]  # 60 // 5

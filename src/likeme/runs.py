@@ -335,8 +335,9 @@ class Progress:
         figures = [f"{k} {v}" for k, v in row.items() if k.startswith("eval_")]
         if figures:
             self.bar.write(f"step {row['step']}: " + ", ".join(figures))
-        if "sample" in row:
-            self.bar.write(f"step {row['step']} sample: {row['sample']!r}")
+        if row.get("samples"):
+            flag = f" (repetition loops in {row['loops']} of {len(row['samples'])}: collapsing?)" if row.get("loops") else ""
+            self.bar.write(f"step {row['step']} sample{flag}: {row['samples'][0]!r}")
 
     def close(self) -> None:
         self.bar.close()

@@ -153,7 +153,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
             run, model, args, train, lambda batch: datasets.collate(batch, tok.pad_token_id),
             progress=progress, total_steps=total,
             eval_dataset=heldout[:: max(1, -(-len(heldout) // cfg.eval_max))],
-            callbacks=[SampleCallback(run.metrics, tok, eos, cfg.sample_tokens), *callbacks])
+            callbacks=[SampleCallback(run.metrics, tok, [[eos]], cfg.sample_tokens), *callbacks])
         tr.fit(trainer, run, resume=resume)
 
         # -- evaluate ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ best_step, train_tokens, seconds.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,8 @@ class VoiceConfig:
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path (small data overfits)."})
     last_blocks: int = field(default=2, metadata={"help": "Blocks trained with --trainable last-blocks."})
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
+    epochs: float | None = field(default=None, metadata={
+        "help": "Passes over the training examples (default: 3 under 500 examples, else 1)."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides --epochs)."})
     max_minutes: float | None = field(default=None, metadata={
         "help": "Train for about this many minutes (the steps' wall time, evaluations included): the number of "
@@ -71,8 +73,11 @@ class VoiceConfig:
                 "measure with likeme audit how much the model memorises (Carlini et al. 2019)."})
     heldout: float = field(default=0.1, metadata={"help": "Latest fraction of sessions never trained on."})
     session_gap_hours: float = field(default=6.0, metadata={"help": "A pause this long starts a new session."})
-    eval_every: int = field(default=20, metadata={
-        "help": "Evaluate the held-out loss, and write a checkpoint, every N steps."})
+    eval_every: int | None = field(default=None, metadata={
+        "help": "Evaluate the held-out loss, and write a checkpoint, every N steps (default: about five evaluations, "
+                "at most 20 steps apart)."})
+    sample_replies: int = field(default=2, metadata={
+        "help": "Held-out contexts the voice answers at each evaluation: logged, and flagged when they loop."})
     eval_max: int = field(default=64, metadata={
         "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
@@ -100,7 +105,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     from transformers import EarlyStoppingCallback, set_seed
 
     from likeme.training import trainable, trainer as tr
-    from likeme.training.callbacks import TimeBudget
+    from likeme.training.callbacks import SampleCallback, TimeBudget
 
     set_seed(cfg.seed)
     tok = models.load_tokenizer(cfg.base)  # the data is checked before the (slower) model loads
@@ -141,12 +146,17 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         model.train()
 
         # -- train -------------------------------------------------------------------------------
-        steps_per_epoch, planned = tr.steps(len(data.train), cfg.batch_size * cfg.grad_accum, cfg.epochs)
         # A time budget starts from room for 100 passes; TimeBudget lowers it once it knows the pace.
-        total = cfg.max_steps or (100 * steps_per_epoch if cfg.max_minutes else planned)
+        plan = tr.plan(len(data.train), cfg.batch_size * cfg.grad_accum, epochs=cfg.epochs, max_steps=cfg.max_steps,
+                       max_minutes=cfg.max_minutes, eval_every=cfg.eval_every, patience=cfg.patience)
+        if plan.warning and not resume:
+            print(f"warning: {plan.warning}", file=sys.stderr)
+        total, planned = plan.total, plan.planned
         budget = [TimeBudget(cfg.max_minutes)] if cfg.max_minutes else []
+        prompts = [e["input_ids"][: next(i for i, x in enumerate(e["labels"]) if x != datasets.IGNORE)]
+                   for e in data.heldout[: cfg.sample_replies]]  # each context, up to NAME's reply
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every, max_steps=total,
+            run, seed=cfg.seed, eval_steps=plan.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate(),
             lr_scheduler_type="cosine",
@@ -159,7 +169,9 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
             eval_dataset=data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))],
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *budget, *callbacks])
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *budget,
+                       SampleCallback(run.metrics, tok, prompts, 32, stop_ids=[datasets.end_of_turn_id(tok), tok.eos_token_id]),
+                       *callbacks])
         tr.fit(trainer, run, resume=resume)
 
         # -- evaluate ----------------------------------------------------------------------------

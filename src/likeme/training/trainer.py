@@ -12,6 +12,7 @@ evaluation (`eval_steps`), so a kill -9 or a power cut loses at most the steps s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
@@ -41,6 +42,40 @@ def steps(examples: int, per_step: int, epochs: float, max_steps: int | None = N
     """
     per_epoch = max(1, -(-examples // per_step))
     return per_epoch, max_steps or max(1, math.ceil(per_epoch * epochs - 1e-9))
+
+
+SMALL_DATA = 500  # training examples below which a voice gets three passes by default, and a warning past five
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps_per_epoch: int
+    planned: int             # the steps --epochs asks for (the schedule's length when no other bound is given)
+    total: int               # the Trainer's last step (a time budget may end it earlier)
+    eval_every: int
+    warning: str | None      # the data is too small for these steps: it will overfit
+
+
+def plan(examples: int, per_step: int, *, epochs: float | None = None, max_steps: int | None = None,
+         max_minutes: float | None = None, eval_every: int | None = None, patience: int = 3) -> Plan:
+    """Steps and evaluation interval from the dataset's size, for what the user left unset: three passes
+    under SMALL_DATA examples (one teaches a small chat little), else one; about five evaluations, at
+    most 20 steps apart, so that early stopping on the held-out loss can act; and a warning when the
+    steps asked for pass over a small dataset more than five times.
+
+    Example: plan(120, 8) -> Plan(steps_per_epoch=15, planned=45, total=45, eval_every=9, warning=None)
+    """
+    epochs = epochs if epochs is not None else (3.0 if examples < SMALL_DATA else 1.0)
+    per_epoch, planned = steps(examples, per_step, epochs)
+    total = max_steps or (100 * per_epoch if max_minutes else planned)
+    every = eval_every or max(1, min(20, total // 5))
+    passes = (max_steps or planned) * per_step / max(1, examples)
+    warning = None
+    if examples < SMALL_DATA and passes > 5 and not max_minutes:
+        warning = (f"{examples} training examples for {max_steps or planned} steps of {per_step}: {passes:.0f} passes over "
+                   f"the same messages, expect overfitting (training stops {patience} evaluations after the best "
+                   "held-out loss; ingest more chats for a better voice)")
+    return Plan(per_epoch, planned, total, every, warning)
 
 
 def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int | None = None,
