@@ -38,11 +38,13 @@ def config(text, tok, out, **kw):
                           batch_size=4, eval_every=2, eval_max=8, sample_tokens=8, out=str(out), **kw)
 
 
-def test_from_scratch_through_the_cli_then_generate_and_a_voice_on_top(text, tiny_lm, tmp_path):
+def test_from_scratch_through_the_cli_then_generate_and_a_voice_on_top(text, tmp_path):
     from test_datasets import three_person_store
 
     run = tmp_path / "gpt"
-    p = likeme_cli("train", "pretrain", "--data", text, "--tokenizer", tiny_lm, "--layers", "2", "--heads", "2",
+    p = likeme_cli("train", "tokenizer", "--data", text, "--kind", "char", "--out", tmp_path / "chars", "-q")
+    assert p.returncode == 0, p.stderr
+    p = likeme_cli("train", "pretrain", "--data", text, "--tokenizer", tmp_path / "chars", "--layers", "2", "--heads", "2",
                    "--dim", "32", "--block-size", "16", "--batch-size", "4", "--max-steps", "6", "--eval-every", "3", "--sample-tokens", "8",
                    "--out", run, "-q")
     assert p.returncode == 0, p.stderr
@@ -70,7 +72,7 @@ def test_from_scratch_through_the_cli_then_generate_and_a_voice_on_top(text, tin
                    "--format", "transcript", "--block-size", "16", "--eval-every", "2", "--batch-size", "4",
                    "--out", tmp_path / "ana-lines", "-q")
     assert p.returncode == 0, p.stderr
-    p = likeme_cli("chat", tmp_path / "ana-lines", "-m", "hi", "--max-new-tokens", "4", "--backend", "torch", "--seed", "1")
+    p = likeme_cli("chat", tmp_path / "ana-lines", "-m", "hi", "--max-new-tokens", "2", "--backend", "torch", "--seed", "1")
     assert p.returncode == 0, p.stderr
 
 

@@ -832,6 +832,64 @@ def models(as_json):
         click.echo(f"{r.name:<28} {r.kind:<8} {r.task:<19} {size:>10}  {r.note}{state}")
 
 
+from likeme.recipes.tokenizer import TokenizerConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train_command("tokenizer", TokenizerConfig)
+def train_tokenizer_cmd(config_file, resume, quiet, **flags):
+    """Text into tokens: a byte-level BPE, character or word tokenizer trained on your text (--data FILE
+    or --db), with <|endoftext|> and the ChatML tokens, for likeme train pretrain --tokenizer RUN.
+
+    \b
+    likeme train tokenizer --data input.txt --kind char --out runs/chars
+    likeme train tokenizer --db --as Ana --kind bpe --vocab-size 4000"""
+    from likeme.recipes.tokenizer import train_tokenizer
+
+    _, run, m = run_recipe(TokenizerConfig, train_tokenizer, config_file, flags, quiet, resume)
+    click.echo(f"{run}: {m['kind']} tokenizer, {m['vocab_size']:,} tokens; on the held-out text "
+               f"{m['heldout_chars_per_token']:.2f} characters per token, {m['heldout_tokens_per_word']:.2f} tokens per "
+               f"word, {m['heldout_unknown_rate']:.2%} unknown")
+    click.echo(f"See it: likeme tokenize {run} \"Hello there\"")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("text", required=False)
+@click.option("--stats", "stats_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Measure on this text file instead: characters per token, tokens per word, unknown and "
+                   "byte-fallback rates.")
+@click.option("--against", default="smollm2-135m", show_default=True,
+              help="With --stats, the tokenizer to compare with ('' for none).")
+def tokenize(model, text, stats_file, against):
+    """The tokens of TEXT ('-': stdin) under a tokenizer run's or a model's tokenizer, with their ids.
+
+    \b
+    likeme tokenize runs/chars "Hello there"
+    likeme tokenize runs/bpe8k --stats held-out.txt"""
+    from likeme.models import load_tokenizer
+    from likeme.tokenstats import pieces, stats
+
+    if (text is None) == (stats_file is None):
+        raise LikemeError("give the TEXT to tokenize, or --stats FILE to measure on")
+    tok = load_tokenizer(model)
+    if stats_file is None:
+        text = _text_arg(text, "text")
+        parts = pieces(tok, text)
+        click.echo(f"{len(parts)} tokens, {len(text)} characters")
+        click.echo(" ".join(repr(p) for p, _ in parts))
+        click.echo(" ".join(str(i) for _, i in parts))
+        return
+    try:
+        sample = Path(stats_file).read_text("utf-8")
+    except UnicodeDecodeError:
+        raise LikemeError(f"{stats_file} is not UTF-8 text: convert it first, e.g. iconv -f latin1 -t utf-8") from None
+    rows = [(model, stats(tok, sample))] + ([(against, stats(load_tokenizer(against), sample))] if against else [])
+    keys = ("tokens", "chars_per_token", "tokens_per_word", "unknown_rate", "byte_fallback_rate")
+    click.echo(f"{'':<28}" + "".join(f"{k.replace('_', ' '):>20}" for k in keys))
+    for name, r in rows:
+        click.echo(f"{str(name)[-28:]:<28}" + "".join(f"{r[k]:>20,}" if k == "tokens" else f"{r[k]:>20.4f}" for k in keys))
+
+
 from likeme.recipes.pretrain import PretrainConfig  # noqa: E402  (the config only; torch loads on use)
 
 

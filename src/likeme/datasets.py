@@ -437,6 +437,32 @@ def blocks(stream: Sequence[int], block_size: int) -> list[dict]:
     return out
 
 
+def text_documents(files: Sequence[str], db: str | None = None, name: str | None = None) -> tuple[list[str], dict]:
+    """(documents, provenance) for raw-text recipes (tokenizer, pretrain): each UTF-8 file one document, or
+    the store's sessions (`store_documents`) when `db` is given instead."""
+    from pathlib import Path
+
+    from likeme import runs
+
+    if bool(files) == bool(db):
+        raise LikemeError("give the text to learn from: --data FILE (repeatable) or --db STORE")
+    if files:
+        docs = []
+        for f in files:
+            if not Path(f).is_file():
+                raise LikemeError(f"{f}: no such file")
+            try:
+                docs.append(Path(f).read_text("utf-8"))
+            except UnicodeDecodeError as e:
+                raise LikemeError(f"{f} is not UTF-8 text ({e.reason} at byte {e.start}): convert it first, "
+                                  f"e.g. iconv -f latin1 -t utf-8") from None
+        return docs, {"files": [runs.file_data(f) for f in files]}
+    from likeme.store import Store
+
+    with Store(db) as store:
+        return store_documents(store, name), store.provenance(name)
+
+
 def store_documents(store, name: str | None = None, *, gap=None) -> list[str]:
     """The store's text messages as documents, one per session ("Author: text" lines, oldest first);
     with `name`, NAME's messages only (their own text, without the name)."""

@@ -245,6 +245,8 @@ def _run_ref(text: str, path: Path, depth: int) -> ModelRef:
         task = meta.get("task") or base.task
         return ModelRef(text, "run", path, task, base=base, adapter=folder, ready=base.ready,
                         size_bytes=size, note=f"LoRA adapter on {base_name}")
+    if meta.get("task") == "tokenizer" and (folder / "tokenizer_config.json").is_file():
+        return ModelRef(text, "run", path, "tokenizer", size_bytes=size, note=f"{meta.get('kind', '')} tokenizer")
     if (path / "adapter").is_dir() or (path / "tokenizer_config.json").is_file():
         raise LikemeError(f"{path}: a run folder in the layout of an older likeme (adapter/ beside the tokenizer): "
                           "train it again")
@@ -382,6 +384,9 @@ def load_causal_lm(
     ref = name if isinstance(name, ModelRef) else resolve(name)
     if ref.task == "sentence-embedding":
         raise LikemeError(f"model {ref.name!r} makes sentence embeddings, it does not generate text: use smollm2-135m or a run trained from it")
+    if ref.task == "tokenizer":
+        raise LikemeError(f"{ref.name} is a tokenizer, not a model: build a model around it with likeme train pretrain "
+                          f"--tokenizer {ref.name}")
     final_dtype = dtype
     if ref.adapter is not None and merge and dtype is not None:
         # merge in float32, then cast: a LoRA update is small next to the weight it is added to, and

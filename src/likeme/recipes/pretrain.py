@@ -71,31 +71,6 @@ def build_model(vocab_size: int, cfg: PretrainConfig, tokenizer):
     return LlamaForCausalLM(config)
 
 
-def read_documents(cfg: PretrainConfig) -> tuple[list[str], dict]:
-    """(documents, provenance) from --data files or the store."""
-    from likeme import runs
-
-    if bool(cfg.data) == bool(cfg.db):
-        raise LikemeError("give the text to learn from: --data FILE (repeatable) or --db STORE")
-    if cfg.data:
-        docs = []
-        for f in cfg.data:
-            path = Path(f)
-            if not path.is_file():
-                raise LikemeError(f"{f}: no such file")
-            try:
-                docs.append(path.read_text("utf-8"))
-            except UnicodeDecodeError as e:
-                raise LikemeError(f"{f} is not UTF-8 text ({e.reason} at byte {e.start}): convert it first, "
-                                  f"e.g. iconv -f latin1 -t utf-8") from None
-        return docs, {"files": [runs.file_data(f) for f in cfg.data]}
-    from likeme import datasets
-    from likeme.store import Store
-
-    with Store(cfg.db) as store:
-        return datasets.store_documents(store, cfg.name), store.provenance(cfg.name)
-
-
 def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
     """Pretrain (or continue pretraining), evaluate and save; returns the run folder. Ctrl-C stops after
     the current step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues it."""
@@ -124,7 +99,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         raise LikemeError(f"the tokenizer of {cfg.base or cfg.tokenizer} has no end-of-text token to separate documents")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    docs, provenance = read_documents(cfg)
+    docs, provenance = datasets.text_documents(cfg.data, cfg.db, cfg.name)
     text_chars = sum(len(d) for d in docs)
     stream = datasets.token_stream([tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs], eos)
     cut = int(len(stream) * (1 - cfg.heldout))
