@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/generate.py                 # llama.cpp rows only where llama-cpp-python is installed
     .venv/bin/python bench/generate.py --tokens 128 --repeats 3
+    .venv/bin/python bench/generate.py --voice runs/robin "later.txt" Robin   # + a tuned voice's perplexity
 
 Rows: bare transformers fp32 (`model.generate`), likeme's torch backend at --precision auto (what it chose
 here, and why), fp32, bf16 and int8 (dynamic quantization of the linear layers), likeme's llama.cpp backend
@@ -111,6 +112,23 @@ def text_perplexity(voice) -> dict:
         return {"ppl": math.exp(voice.model(ids, labels=ids).loss.float().item())}
 
 
+def voice_perplexity(run: str, data: str, name: str, precision: str, replies: int = 200) -> float:
+    """Held-out perplexity of NAME's replies in an export under a voice run loaded at `precision` (its LoRA
+    merged in fp32 and then cast, as generate.load does)."""
+    from datetime import timedelta
+
+    from likeme import datasets, evaluate, generate, runs
+
+    voice = generate.load(run, precision=precision)
+    meta = runs.read_meta(run)
+    cfg = runs.voice_config(meta)
+    with evaluate._temporary_store(data, None, None) as store:
+        examples = datasets.persona_dataset(store, name, voice.tokenizer, context_turns=cfg.get("context_turns", 8),
+                                            max_length=cfg.get("block_size", 512), heldout=0.0,
+                                            gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
+    return evaluate.perplexity(voice.model, datasets.even_sample(examples, replies), voice.tokenizer.pad_token_id)
+
+
 def bare_llama(path: Path, tokens: int, repeats: int) -> dict:
     import llama_cpp
 
@@ -132,6 +150,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compile", action="store_true",
                     help="Add bare transformers with a static cache and torch.compile (minutes of compiling).")
+    ap.add_argument("--voice", nargs=3, metavar=("RUN", "EXPORT", "NAME"), default=None,
+                    help="Also the held-out perplexity of a tuned voice's replies at fp32, bf16 and int8.")
     ap.add_argument("--out", type=Path, default=Path("/tmp/generate-bench.json"))
     args = ap.parse_args(argv)
     import torch
@@ -161,6 +181,11 @@ def main(argv=None) -> int:
             row(f"llama-cpp-python {quant} (bare)",
                 lambda: bare_llama(llama.gguf_for("smollm2-135m", quant), args.tokens, args.repeats))
             del voice
+    if args.voice:
+        run, data, name = args.voice
+        rows_voice = {p: round(voice_perplexity(run, data, name, p), 4) for p in ("fp32", "bf16", "int8")}
+        print(f"tuned voice, held-out perplexity of {name}'s replies: {rows_voice}", file=sys.stderr)
+        rows["tuned voice perplexity"] = rows_voice
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "flags": cpu_flags(),
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
@@ -168,6 +193,8 @@ def main(argv=None) -> int:
     print(f"{machine}\n\n| path | new tokens/s | vs likeme fp32 | first token (s) | perplexity |\n"
           "| --- | ---: | ---: | ---: | ---: |")
     for label, r in rows.items():
+        if "tokens_per_s" not in r:
+            continue
         ppl = f"{r['ppl']:.2f}" if "ppl" in r else ""
         print(f"| {label} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base:.2f}x | {r['first_token_s']:.3f} | {ppl} |")
     return 0

@@ -54,7 +54,8 @@ def bare_loop(tok_dir: Path, steps: int, block: int) -> dict:
     cfg = PretrainConfig(block_size=block, max_steps=steps)
     torch.manual_seed(0)
     tok = models.load_tokenizer(str(tok_dir))
-    stream = datasets.token_stream([tok(TEXT.read_text(), add_special_tokens=False)["input_ids"]], tok.eos_token_id)
+    stream = datasets.token_stream([tok(TEXT.read_text(), add_special_tokens=False, verbose=False)["input_ids"]],
+                                   tok.eos_token_id)
     cut = int(len(stream) * 0.9)
     train = torch.tensor(stream[:cut][: cut // block * block]).view(-1, block)  # (N, T)
     heldout = datasets.blocks(stream[cut:], block)
@@ -81,7 +82,7 @@ def bare_loop(tok_dir: Path, steps: int, block: int) -> dict:
         x = train[order[i: i + cfg.batch_size]]  # (B, T)
         for g in opt.param_groups:
             g["lr"] = (cfg.lr or 1e-3) * lr_at(step)
-        loss = model(input_ids=x, labels=x).loss
+        loss = model(input_ids=x, labels=x, use_cache=False).loss  # no KV cache in training, as the Trainer
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
