@@ -29,7 +29,7 @@ def recipe_of(run: str | os.PathLike) -> str:
     from likeme import models, runs
 
     ref = models.resolve(run)
-    recipe = runs.read_meta(ref.path).get("recipe") if ref.kind == "run" else None
+    recipe = runs.used_as(runs.read_meta(ref.path)) if ref.kind == "run" else None
     recipe = recipe or BY_TASK.get(ref.task)
     if recipe not in RECIPES:
         raise LikemeError(f"{run}: cannot tell what kind of model it is (recipe {recipe!r}, task {ref.task!r}): "

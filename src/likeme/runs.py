@@ -48,6 +48,7 @@ RUN_FILE = "run.yaml"
 STATUSES = ("training", "interrupted", "done", "failed")
 VERSIONED = ("likeme", "torch", "transformers", "peft", "accelerate", "sentence-transformers", "trl")
 VOICES = ("voice", "prefer")  # recipes whose runs write replies as NAME (`generate.load`)
+USED_AS = {"classification": "classifier", "causal-lm": "voice"}  # a distilled student, by its task
 
 
 def slug(name: str) -> str:
@@ -82,6 +83,13 @@ def base_of(run: str | Path, meta: dict | None = None) -> str | None:
         return None
     local = Path(run) / str(base)
     return str(local) if local.exists() else str(base)
+
+
+def used_as(meta: dict) -> str | None:
+    """The recipe whose runs this one is used like: its own, or for a distilled student (recipe `distill`)
+    the kind its task: says. Example: {"recipe": "distill", "task": "classification"} -> "classifier"."""
+    recipe = meta.get("recipe")
+    return USED_AS.get(meta.get("task")) if recipe == "distill" else recipe
 
 
 def voice_config(meta: dict) -> dict:
