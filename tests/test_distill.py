@@ -162,15 +162,15 @@ def test_cli_distil_a_voice_and_chat(tmp_path, tiny_voice_run):
 
 def test_teacher_top_k_rows_follow_the_labelled_tokens(tiny_lm):
     from likeme.models import load_causal_lm
-    from likeme.recipes.distill import _collate, _top_k
+    from likeme.training.soft_targets import collate, top_k
 
     model, tok = load_causal_lm(tiny_lm)
     ex = [{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]}, {"input_ids": [9, 10], "labels": [-100, 10]}]
-    got = _top_k(model, ex, tok.pad_token_id, k=4, batch_size=2)
+    got = top_k(model, ex, tok.pad_token_id, k=4, batch_size=2)
     assert [tuple(e["teacher"].shape) for e in got] == [(2, 4), (1, 4)]  # positions 1, 2 predict 7, 8; position 0 predicts 10
     with torch.no_grad():
         full = model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits[0]  # (T, V)
     assert torch.allclose(got[0]["teacher"], full[1:3].topk(4, dim=-1).values, atol=1e-5)
-    batch = _collate(got, tok.pad_token_id)
+    batch = collate(got, tok.pad_token_id)
     assert batch["teacher"].shape == (3, 4) and batch["teacher_indices"].dtype == torch.int32
     assert batch["labels"].tolist() == [[-100, -100, 7, 8], [-100, 10, -100, -100]]

@@ -127,7 +127,7 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
     import torch
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import losses, trainable, trainer as tr
+    from likeme.training import losses, soft_targets, trainable, trainer as tr
 
     started = time.time()
     teacher = load_classifier(ref.path, device=tr.device())
@@ -165,8 +165,8 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
         objective = losses.DistillObjective(model, losses.DistillationLoss(cfg.temperature, cfg.alpha))
         optimizer = torch.optim.AdamW(trainable.param_groups(objective, lr, cfg.head_lr), weight_decay=0.0)
         trainer = tr.make_trainer(
-            run, objective, args, train_set, functools.partial(_collate, pad_id=tok.pad_token_id), progress=progress,
-            total_steps=total, eval_dataset=val_set or None, compute_metrics=classifying.accuracy_f1,
+            run, objective, args, train_set, functools.partial(soft_targets.collate, pad_id=tok.pad_token_id),
+            progress=progress, total_steps=total, eval_dataset=val_set or None, compute_metrics=classifying.accuracy_f1,
             optimizers=(optimizer, None),
             callbacks=[*([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if val_set else []), *callbacks])
         tr.fit(trainer, run, resume=resume)
@@ -226,14 +226,15 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         provenance = store.provenance(name)
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import losses, trainable, trainer as tr
+    from likeme.training import losses, soft_targets, trainable, trainer as tr
 
     cfg = dataclasses.replace(cfg, trainable=cfg.trainable or "all", epochs=cfg.epochs or 1.0,
                               batch_size=cfg.batch_size or 8)
     held = data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))]  # evaluations: an even subset
     teacher, _ = models.load_causal_lm(ref, device=tr.device())
     teacher_ppl = perplexity(teacher, data.heldout, tok.pad_token_id, cfg.batch_size)
-    train_set, eval_set = (_top_k(teacher, d, tok.pad_token_id, cfg.top_k, cfg.batch_size) for d in (data.train, held))
+    train_set, eval_set = (soft_targets.top_k(teacher, d, tok.pad_token_id, cfg.top_k, cfg.batch_size)
+                           for d in (data.train, held))
     del teacher  # from here on only the student is in memory
 
     set_seed(cfg.seed)
@@ -256,8 +257,8 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
             prediction_loss_only=True)  # an evaluation is the distillation loss on held-out replies
         objective = losses.DistillObjective(model, losses.DistillationLoss(cfg.temperature, cfg.alpha), tokens=True)
         trainer = tr.make_trainer(
-            run, objective, args, train_set, functools.partial(_collate, pad_id=tok.pad_token_id), progress=progress,
-            total_steps=total, eval_dataset=eval_set,
+            run, objective, args, train_set, functools.partial(soft_targets.collate, pad_id=tok.pad_token_id),
+            progress=progress, total_steps=total, eval_dataset=eval_set,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks])
         tr.fit(trainer, run, resume=resume)
 
@@ -282,39 +283,3 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         run.finish(figures)
     return run.path
 
-
-def _top_k(teacher, examples: list[dict], pad_id: int, k: int, batch_size: int) -> list[dict]:
-    """Each example with the teacher's top-k next-token logits at its labelled positions: "teacher" (n, k)
-    float32 and "teacher_indices" (n, k) int32, n = the positions t whose token t+1 is labelled."""
-    import torch
-
-    from likeme.datasets import IGNORE, collate
-
-    device = next(teacher.parameters()).device
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(examples), batch_size):
-            chunk = examples[s: s + batch_size]
-            batch = {key: v.to(device) for key, v in collate(chunk, pad_id).items()}
-            keep = batch["labels"][:, 1:] != IGNORE  # (B, T-1): position t predicts token t+1
-            logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            values, ids = logits[:, :-1][keep].float().topk(min(k, logits.shape[-1]), dim=-1)  # (N, k)
-            for e, v, i in zip(chunk, values.cpu().split(keep.sum(1).tolist()), ids.cpu().split(keep.sum(1).tolist())):
-                out.append({**e, "teacher": v, "teacher_indices": i.to(torch.int32)})
-    return out
-
-
-def _collate(batch: list[dict], pad_id: int) -> dict:
-    """datasets.collate plus the teacher's targets: (B, K) for texts, (N, k) values and ids for tokens
-    (each example's rows one after another, the order `DistillObjective` reads the labelled positions in)."""
-    import torch
-
-    from likeme.datasets import collate
-
-    out = collate([{"input_ids": b["input_ids"], "labels": b["labels"]} for b in batch], pad_id)
-    if "teacher_indices" in batch[0]:
-        out["teacher"] = torch.cat([b["teacher"] for b in batch])  # (N, k)
-        out["teacher_indices"] = torch.cat([b["teacher_indices"] for b in batch])  # (N, k)
-    else:
-        out["teacher"] = torch.stack([b["teacher"] for b in batch])  # (B, K)
-    return out
