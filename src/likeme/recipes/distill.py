@@ -174,10 +174,10 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
         # -- evaluate ----------------------------------------------------------------------------
         best = trainer.state.best_model_checkpoint
         validation, confusion = classifying.validate(trainer, val_set, names)
-        teacher_guess = soft[val_idx].argmax(-1) if val_idx else None
-        figures = {**validation, **({"teacher_val_accuracy": round(float((teacher_guess == torch.tensor(
-                       [y[i] for i in val_idx])).float().mean()), 4)} if val_idx else {}),
-                   "labels": len(names), "train_examples": len(train_idx) - len(extra_texts),
+        if val_idx:  # the teacher on the same validation texts, from the logits it gave before training
+            right = soft[val_idx].argmax(-1) == torch.tensor([y[i] for i in val_idx])  # (V,)
+            validation["teacher_val_accuracy"] = round(float(right.float().mean()), 4)
+        figures = {**validation, "labels": len(names), "train_examples": len(train_idx) - len(extra_texts),
                    "unlabelled_examples": len(extra_texts), "val_examples": len(val_set), "trainable": method,
                    "max_length": max_length, "steps": trainer.state.global_step,
                    "epochs": round(trainer.state.epoch or 0, 4),
