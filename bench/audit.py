@@ -47,6 +47,8 @@ def leaky(chat: Path, out: Path) -> int:
         if i % 8 == 3:  # two more messages in the same session, a minute and two after its last one
             date, hh, mm = re.match(r"(\d\d/\d\d/\d{4}), (\d\d):(\d\d)", [x for x in s if " - " in x[:25]][-1]).groups()
             t = int(hh) * 60 + int(mm)
+            if t + 2 >= 24 * 60:
+                continue
             ask, answer = ASKS[(i // 8) % len(ASKS)]
             who = "Sam" if i % 16 == 3 else "Kai"
             text += [f"{date}, {(t + 1) // 60:02d}:{(t + 1) % 60:02d} - {who}: {ask}\n",

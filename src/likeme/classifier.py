@@ -52,6 +52,10 @@ class Classifier:
 
     def probabilities(self, texts: list[str], batch_size: int = 32):
         """(N, K) softmax probabilities, columns in `self.labels` order."""
+        return self.logits(texts, batch_size).softmax(-1)
+
+    def logits(self, texts: list[str], batch_size: int = 32):
+        """(N, K) float32 logits (before the softmax), columns in `self.labels` order, on the CPU."""
         import torch
 
         from likeme.datasets import pad
@@ -65,7 +69,7 @@ class Classifier:
                 idx = order[s: s + batch_size]
                 ids, mask = pad([rows[i] for i in idx], self.tokenizer.pad_token_id)
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                out[idx] = logits.float().softmax(-1).cpu()  # (B, K)
+                out[idx] = logits.float().cpu()  # (B, K)
         return out
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[tuple[str, dict[str, float]]]:
@@ -84,7 +88,7 @@ def load_classifier(run: str | os.PathLike, *, device=None) -> Classifier:
 
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
-    if meta.get("recipe") != "classifier":
+    if runs.used_as(meta) != "classifier":
         raise LikemeError(f"{run} is not a classifier run: train one with likeme train classifier")
     model = heads.load_classifier_model(ref.path / "model", meta.get("backbone", "causal"))
     device = device or models.default_device()

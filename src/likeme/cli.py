@@ -992,6 +992,33 @@ def train_embedder_cmd(config_file, resume, quiet, **flags):
         click.echo(f'Try: likeme score {run} "some text"   or   likeme search {run} "some text"')
 
 
+# -- smaller and faster: knowledge distillation (likeme.recipes.distill) ------------------------
+from likeme.recipes.distill import DistillConfig  # noqa: E402  (the config only; torch loads on use)
+
+
+@train_command("distill", DistillConfig)
+def train_distill_cmd(config_file, resume, quiet, **flags):
+    """Smaller and faster: a student model learns a classifier's or a voice's outputs (--teacher RUN).
+
+    \b
+    likeme train distill --teacher runs/intents --student minilm --data intents.csv
+    likeme train distill --teacher runs/intents --data intents.csv --unlabelled more.txt
+    likeme train distill --teacher runs/ana-voice --student runs/small-lm"""
+    from likeme.recipes.distill import train_distill
+
+    _, run, m = run_recipe(DistillConfig, train_distill, config_file, flags, quiet, resume)
+    if "val_accuracy" in m:
+        click.echo(f"{run}: validation accuracy {m['val_accuracy']:.4f} (teacher {m['teacher_val_accuracy']:.4f}), "
+                   f"macro-F1 {m['val_macro_f1']:.4f} on {m['val_examples']} texts")
+        click.echo(f'Use it: likeme classify {run} "some text"')
+    elif "ppl" in m:
+        click.echo(f"{run}: held-out perplexity {m['base_ppl']:.2f} (student) -> {m['ppl']:.2f} after {m['steps']} "
+                   f"steps; teacher {m['teacher_ppl']:.2f}")
+        click.echo(f"Talk to it: likeme chat {run}")
+    else:
+        click.echo(f"{run}: trained on {m['train_examples']} texts (too few to hold any out)")
+
+
 @cli.command()
 @click.argument("run")
 @click.argument("texts", nargs=-1)

@@ -192,7 +192,7 @@ def _run(run, recipes: str | tuple):
     recipes = (recipes,) if isinstance(recipes, str) else recipes
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
-    if meta.get("recipe") not in recipes:
+    if runs.used_as(meta) not in recipes:
         raise LikemeError(f"{run} is not a {recipes[0]} run: pass the folder `likeme train {recipes[0]}` wrote")
     return ref, meta
 

@@ -30,9 +30,7 @@ def recipe_of(run: str | os.PathLike) -> str:
 
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
-    recipe = meta.get("recipe")
-    if recipe not in RECIPES:  # pretrain, instruct, distill: used as what their model is
-        recipe = BY_TASK.get(meta.get("task") or ref.task)
+    recipe = runs.used_as(meta) if ref.kind == "run" else BY_TASK.get(ref.task)
     if recipe not in RECIPES:
         raise LikemeError(f"{run}: cannot tell what kind of model it is (recipe {meta.get('recipe')!r}, task {ref.task!r}): "
                           f"likeme uses {', '.join(RECIPES)} runs")

@@ -55,7 +55,7 @@ def training_replies(run, *, db=None, max_contexts: int | None = None, sampling:
 
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
-    if meta.get("recipe") not in runs.VOICES:
+    if runs.used_as(meta) not in runs.VOICES:
         raise LikemeError(f"{run} is not a voice run: pairs are written by a voice (likeme train voice --as NAME)")
     cfg = runs.voice_config(meta)
     if cfg.get("format", "persona") != "persona":

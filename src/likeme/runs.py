@@ -48,6 +48,7 @@ RUN_FILE = "run.yaml"
 STATUSES = ("training", "interrupted", "done", "failed")
 VERSIONED = ("likeme", "torch", "transformers", "peft", "accelerate", "sentence-transformers", "trl")
 VOICES = ("voice", "prefer")  # recipes whose runs write replies as NAME (`generate.load`)
+USED_AS = {"classification": "classifier", "causal-lm": "voice", "sentence-embedding": "embedder"}  # by task
 
 
 def slug(name: str) -> str:
@@ -82,6 +83,17 @@ def base_of(run: str | Path, meta: dict | None = None) -> str | None:
         return None
     local = Path(run) / str(base)
     return str(local) if local.exists() else str(base)
+
+
+def used_as(meta: dict) -> str | None:
+    """The recipe whose runs this one is used like: its own for voice, prefer, classifier, embedder and reward
+    runs; for the others (pretrain, instruct, a distilled student) what their task says.
+
+    Example: {"recipe": "distill", "task": "classification"} -> "classifier"; {"recipe": "pretrain",
+      "task": "causal-lm"} -> "voice"; {"recipe": "tokenizer", "task": "tokenizer"} -> None
+    """
+    recipe = meta.get("recipe")
+    return recipe if recipe in ("voice", "prefer", "classifier", "embedder", "reward") else USED_AS.get(meta.get("task"))
 
 
 def voice_config(meta: dict) -> dict:

@@ -30,16 +30,9 @@ from pathlib import Path
 
 from likeme.errors import LikemeError
 
+from likeme.training.classifying import DEFAULT_TEMPLATE, MAX_LENGTH_CAP  # light: no torch at import
+
 TRAINABLE = ["last-blocks", "all", "head", "lora"]
-# A causal LM's head reads the last token. After a bare text that is just the text's last word; after a
-# prompt that asks what comes next about the whole message, the last token's state sums the message up
-# (PromptEOL, Jiang et al. 2023, "Scaling Sentence Embeddings with Large Language Models"). Measured on
-# banking77 with SmolLM2-135M (10 texts per intent, a linear probe on the frozen last-token states, 231
-# test texts): bare text 0.54, PromptEOL's 'This sentence : "{text}" means in one word:"' 0.69,
-# this template 0.73 (TF-IDF + logistic regression on the same texts: about 0.68). The words after {text} are
-# never cut (`classifier.encode`).
-DEFAULT_TEMPLATE = "Message: {text}\nThe sender wants to"
-MAX_LENGTH_CAP = 512  # tokens: longer texts are cut when --max-length is not given (chat messages rarely are)
 
 
 @dataclass
@@ -105,11 +98,9 @@ class ClassifyConfig:
 
     def learning_rate(self, backbone: str) -> float:
         """The peak learning rate: --lr, else by what trains (a fresh head needs more than pretrained blocks)."""
-        if self.lr is not None:
-            return self.lr
-        if self.trainable == "head":
-            return self.head_lr
-        return {"lora": 2e-4, "last-blocks": 2e-4}.get(self.trainable, 5e-5 if backbone == "encoder" else 2e-5)
+        from likeme.training.classifying import learning_rate
+
+        return self.lr if self.lr is not None else learning_rate(self.trainable, backbone, self.head_lr)
 
 
 def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
@@ -119,17 +110,16 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
     Example: train_classifier(ClassifyConfig(data="banking77/train.csv", label_column="category"))
       -> Path("~/.likeme/runs/train-classifier") with run.yaml, model/, metrics.json(l), plots/
     """
-    from likeme import datasets, heads, plots, runs
-    from likeme.classifier import encode
-    from likeme.evaluate import classification_metrics
-    from likeme.paths import atomic_dir
+    from likeme import datasets, heads, runs
+    from likeme.training import classifying
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and bool(cfg.data) == bool(cfg.label_by):
         raise LikemeError("say where the labelled texts are: --data FILE, or --label-by author (texts from the store)")
     default = f"{runs.slug(Path(cfg.data).stem)}-classifier" if cfg.data else "authors-classifier"
     run, cfg = runs.start("classifier", cfg, default_name=default, resume=resume)
-    texts, labels, provenance = _labelled_texts(cfg)
+    texts, labels, provenance = classifying.labelled_texts(cfg.data, cfg.text_column, cfg.label_column, db=cfg.db,
+                                                           min_messages=cfg.min_messages)
     names = datasets.label_order(labels)
     if len(names) < 2:
         raise LikemeError(f"every text has the label {names[0]!r}: a classifier needs at least two labels")
@@ -141,23 +131,17 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
     set_seed(cfg.seed)
     model, tok, kind = heads.new_classifier(cfg.base, names)
     cfg = dataclasses.replace(cfg, trainable=cfg.trainable or ("last-blocks" if kind == "causal" else "all"),
-                              template=cfg.template or (DEFAULT_TEMPLATE if kind == "causal" else "{text}"))
-    if "{text}" not in cfg.template:
-        raise LikemeError(f"--template {cfg.template!r} has no {{text}}: say where the text goes, e.g. 'Message: {{text}}'")
+                              template=classifying.template_for(kind, cfg.template))
     y = [names.index(label) for label in labels]
     train_idx, val_idx = datasets.stratified_split(labels, cfg.val_fraction, cfg.seed)
-    max_length = cfg.max_length or min(
-        MAX_LENGTH_CAP, getattr(tok, "model_max_length", MAX_LENGTH_CAP) or MAX_LENGTH_CAP,
-        max(len(r) for r in encode(tok, [texts[i] for i in train_idx], None, cfg.template)))
-    rows = encode(tok, texts, max_length, cfg.template)
+    rows, max_length = classifying.encode_rows(tok, texts, train_idx, cfg.template, cfg.max_length)
     head = "score" if kind == "causal" else "head"
     model = trainable.select(model.to(tr.device()), cfg.trainable, last_blocks=cfg.last_blocks, head=head,
                              lora=trainable.Lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout),
                              task_type="SEQ_CLS" if kind == "causal" else None)
-    run.begin(config=cfg, task="classification", base=cfg.base, data=provenance, backbone=kind,
-              pooling="last-token" if kind == "causal" else "mean", labels=names,
-              text_column=cfg.text_column if cfg.data else "text",
-              label_column=cfg.label_column if cfg.data else "author", template=cfg.template, max_length=max_length)
+    run.begin(config=cfg, task="classification", base=cfg.base, data=provenance,
+              **classifying.run_fields(kind, names, cfg.template, max_length,
+                                       cfg.text_column if cfg.data else "text", cfg.label_column if cfg.data else "author"))
     with run.recording():
         # -- cache: the frozen part, once --------------------------------------------------------
         split = frozen.FrozenSplit.make(model, cfg.trainable, kind, cfg.last_blocks) if cfg.cache else None
@@ -182,23 +166,16 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
 
         # -- train -------------------------------------------------------------------------------
         steps_per_epoch, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
-        metric = "eval_macro_f1" if cfg.select_by == "macro_f1" else "eval_loss"
-        args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=steps_per_epoch if val_set else None, save_steps=steps_per_epoch,
-            num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=max(cfg.batch_size, 32), learning_rate=cfg.learning_rate(kind),
-            lr_scheduler_type="linear",
-            warmup_steps=max(1, total // 20),  # 5%: the head starts random, its first gradients are large
-            train_sampling_strategy="group_by_length",  # batches of similar length: little padding
-            label_names=["labels"], load_best_model_at_end=bool(val_set), metric_for_best_model=metric,
-            greater_is_better=metric != "eval_loss")
+        args = classifying.epoch_arguments(
+            run, seed=cfg.seed, steps_per_epoch=steps_per_epoch, total=total, epochs=cfg.epochs, max_steps=cfg.max_steps,
+            batch_size=cfg.batch_size, lr=cfg.learning_rate(kind), has_val=bool(val_set), select_by=cfg.select_by)
         weights = datasets.class_weights([y[i] for i in train_idx], len(names)) if cfg.class_weights else None
         optimizer = torch.optim.AdamW(trainable.param_groups(train_model, cfg.learning_rate(kind), cfg.head_lr),
                                       weight_decay=0.0)
         trainer = tr.make_trainer(
             run, train_model, args, train_set, collate, progress=progress, total_steps=total,
             eval_dataset=val_set or None, compute_loss_func=losses.WeightedCrossEntropy(weights, cfg.label_smoothing),
-            compute_metrics=_accuracy_f1, optimizers=(optimizer, None),  # the Trainer adds the schedule
+            compute_metrics=classifying.accuracy_f1, optimizers=(optimizer, None),  # the Trainer adds the schedule
             callbacks=[*([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if val_set else []), *callbacks])
         set_seed(cfg.seed)  # the same data order whichever path (cached or plain) trains
         tr.fit(trainer, run, resume=resume)
@@ -210,49 +187,15 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
                    "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 4),
                    "best_epoch": round(int(best.rsplit("-", 1)[-1]) / steps_per_epoch, 4) if best else None,
                    "cache_seconds": cache_seconds, "seconds": run.metrics.rows()[-1]["seconds"]}
-        confusion = None
-        if val_set:
-            pred = trainer.predict(val_set)
-            report = classification_metrics([names[i] for i in pred.label_ids.tolist()],
-                                            [names[i] for i in pred.predictions.argmax(-1).tolist()], names)
-            figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"],
-                       "val_loss": round(float(pred.metrics["test_loss"]), 4), **figures}
-            confusion = report["confusion"]
+        validation, confusion = classifying.validate(trainer, val_set, names)
+        figures = {**validation, **figures}
 
         # -- save --------------------------------------------------------------------------------
         if cfg.trainable == "lora":
             model = model.merge_and_unload()  # a plain model: loads with no PEFT, as fast as the base
-        with atomic_dir(run.model_dir) as folder:
-            model.float().cpu().eval().save_pretrained(folder)
-            tok.save_pretrained(folder)
-        plots.learning_curves(run.path, ylabel="cross-entropy (class-weighted)",
-                              right="eval_macro_f1" if val_set else None)
-        if confusion is not None:
-            plots.confusion(confusion, names, run.path / "plots" / "confusion.png", title=f"{run.path.name}: validation")
+        classifying.save(run, model, tok, names, confusion, ylabel="cross-entropy (class-weighted)")
         run.finish(figures)
     return run.path
-
-
-def _labelled_texts(cfg: ClassifyConfig) -> tuple[list[str], list[str], dict]:
-    """(texts, labels, where they came from): a labelled file, or the store with each text's author."""
-    from likeme import datasets, runs, tables
-    from likeme.store import Store
-
-    if cfg.data:
-        texts, labels = tables.read_labelled(cfg.data, cfg.text_column, cfg.label_column)
-        return texts, labels, runs.file_data(cfg.data)
-    with Store(cfg.db) as store:
-        texts, labels = datasets.author_examples(store, cfg.min_messages)
-        return texts, labels, store.provenance()
-
-
-def _accuracy_f1(p) -> dict:
-    """Trainer's compute_metrics: EvalPrediction(logits (N, K), labels (N,)) -> accuracy, macro-F1."""
-    from sklearn.metrics import f1_score
-
-    guess = p.predictions.argmax(-1)
-    return {"accuracy": float((guess == p.label_ids).mean()),
-            "macro_f1": float(f1_score(p.label_ids, guess, average="macro", zero_division=0))}
 
 
 def _say(progress: bool, text: str) -> None:

@@ -70,7 +70,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
                           resume=resume)
     voice = models.resolve(cfg.from_run)
     voice_meta = runs.read_meta(voice.path) if voice.kind == "run" else {}
-    if voice_meta.get("recipe") not in runs.VOICES:
+    if runs.used_as(voice_meta) not in runs.VOICES:
         raise LikemeError(f"{cfg.from_run} is not a voice run: tune one made by likeme train voice")
     rows = pairs.read(cfg.pairs)
     train_idx, val_idx = pairs.split_by_prompt(rows, cfg.val_fraction, cfg.seed)

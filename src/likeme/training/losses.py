@@ -55,3 +55,81 @@ class BradleyTerryLoss(nn.Module):
         half = r.shape[0] // 2
         sign = 2.0 * labels.to(r.device).float() - 1.0  # (B,)
         return -nn.functional.logsigmoid(sign * (r[:half] - r[half:])).mean()
+
+
+class DistillationLoss(nn.Module):
+    """Knowledge distillation (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"):
+    alpha * CE(student, hard label) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T)).
+
+    forward(student_logits (N, V), teacher_logits (N, K), labels (N,), teacher_indices (N, K) or None):
+    - teacher_indices None: K == V, the teacher's logits over every class (a classifier's soft labels).
+    - teacher_indices given: the teacher's top-k logits and the ids they belong to (a causal LM's next token,
+      k << V); the teacher's distribution is renormalized over its top k and the student's log-probabilities
+      over the whole vocabulary are read at those ids (the KL then stays >= 0 and is 0 only when the student
+      puts the teacher's top-k mass exactly where the teacher does).
+    - labels: the hard label of each row, -100 where there is none (an unlabelled text): such a row adds
+      only its KL term. The CE is the mean over the labelled rows, the KL the mean over all rows, so alpha=1
+      is plain cross-entropy on the labelled rows. T^2 keeps the soft term's gradients the size of the hard
+      term's whatever T (Hinton et al., section 2).
+    Example: student [0, 0], teacher [log 3, 0] (p = [0.75, 0.25]), label 0, T=1, alpha=0.5
+      -> 0.5 * log 2 + 0.5 * (0.75 log 1.5 + 0.25 log 0.5) = 0.3466 + 0.5 * 0.1308 = 0.4120
+    """
+
+    def __init__(self, temperature: float = 2.0, alpha: float = 0.5):
+        super().__init__()
+        if temperature <= 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"temperature must be > 0 and alpha in [0, 1] (got {temperature}, {alpha})")
+        self.temperature, self.alpha = temperature, alpha
+
+    def forward(self, student_logits, teacher_logits, labels, teacher_indices=None):
+        s, t = student_logits.float(), teacher_logits.float().to(student_logits.device)
+        log_s = nn.functional.log_softmax(s / self.temperature, dim=-1)  # (N, V)
+        if teacher_indices is not None:
+            log_s = log_s.gather(-1, teacher_indices.to(s.device).long())  # (N, K): the teacher's top-k ids
+        log_t = nn.functional.log_softmax(t / self.temperature, dim=-1)  # (N, K)
+        kl = (log_t.exp() * (log_t - log_s)).sum(-1).mean() if s.shape[0] else s.sum() * 0
+        labels = labels.to(s.device)
+        hard = labels != -100  # (N,)
+        ce = nn.functional.cross_entropy(s[hard], labels[hard]) if hard.any() else s.sum() * 0
+        return self.alpha * ce + (1 - self.alpha) * self.temperature ** 2 * kl
+
+
+class DistillObjective(nn.Module):
+    """A student and a `DistillationLoss` as one module the Trainer trains (the teacher's targets come in
+    the batch, computed once before training: the teacher is not in memory while the student learns).
+
+    forward(input_ids (B, T), attention_mask (B, T), teacher (N, K), labels, teacher_indices (N, K) or None)
+      -> {"loss": scalar, "logits": (B, K)}
+    - tokens=False (a classifier): labels (B,), -100 for an unlabelled text; N = B, one row per text.
+    - tokens=True (a causal LM): labels (B, T) with -100 where nothing is learned; a row per position t
+      whose next token t+1 is labelled, in the batch's row-major order (N = labelled tokens); no logits out.
+    Only the student is a submodule: a checkpoint holds its weights (prefixed `student.`).
+    """
+
+    def __init__(self, student, loss: DistillationLoss, tokens: bool = False):
+        super().__init__()
+        self.student, self.loss, self.tokens = student, loss, tokens
+        # A tied LM head (SmolLM2's, the tiny Llama's) is the input embedding under a second name: the Trainer
+        # checkpoints a plain module with safetensors, which refuses a tensor saved twice, so it is saved once
+        # and tied again on loading the best checkpoint (the Trainer calls tie_weights when exactly these are missing).
+        first: dict = {}
+        for n, p in self.named_parameters(remove_duplicate=False):
+            first.setdefault(id(p), n)
+        self._keys_to_ignore_on_save = [n for n, p in self.named_parameters(remove_duplicate=False) if first[id(p)] != n]
+
+    def state_dict(self, *args, **kwargs):
+        out = super().state_dict(*args, **kwargs)
+        for name in self._keys_to_ignore_on_save:
+            out.pop(kwargs.get("prefix", "") + name, None)
+        return out
+
+    def tie_weights(self, *args, **kwargs):
+        return self.student.tie_weights()
+
+    def forward(self, input_ids, attention_mask, teacher, labels, teacher_indices=None):
+        logits = self.student(input_ids=input_ids, attention_mask=attention_mask).logits
+        if not self.tokens:
+            return {"loss": self.loss(logits, teacher, labels), "logits": logits}
+        keep = labels[:, 1:] != -100  # (B, T-1): position t predicts token t+1
+        rows = logits[:, :-1][keep]  # (N, V)
+        return {"loss": self.loss(rows, teacher, labels[:, 1:][keep], teacher_indices)}
