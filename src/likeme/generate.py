@@ -540,7 +540,7 @@ def load(run: str | os.PathLike, *, device: Any = None, precision: Any = "auto",
     device: default CUDA when available, else the CPU.
     precision: auto, fp32, bf16, fp16, int8 or a torch dtype (`precision.choose`): auto is bf16 on a GPU,
       and on a CPU bf16 only where it is native and measured faster, else fp32. int8: torch's dynamic
-      quantization of the linear layers (1.9x fp32's tokens/s on 2 cores, but held-out perplexity 2.4x
+      quantization of the linear layers (1.9x fp32's tokens/s on 2 cores, but perplexity 2.9x
       worse for SmolLM2: never the default). A run's LoRA adapter is merged in fp32 before any cast.
     (`inference.load_voice(run, backend="llama.cpp")` runs the same voice through llama.cpp.)
     name, partner: override run.yaml's `as:` and `partner:` (needed to chat with a plain base model).
@@ -589,7 +589,7 @@ def with_recall(voice: Voice, config: dict, recall: int | None, db=None) -> Voic
 def quantize_int8(model):
     """The linear layers as int8 with dynamic activation scales (torch's `quantize_dynamic`): weights 4x
     smaller, matrix products in int8, about 1.9x the float32 tokens/s of a 135M model on 2 CPU cores, at a
-    cost: per-tensor activation scales lose SmolLM2's outlier features (held-out perplexity 31.5 -> 76.5 on
+    cost: per-tensor activation scales lose SmolLM2's outlier features (perplexity 28.9 -> 82.7 on
     Shakespeare; a tuned voice's "i'm planning to visit the beach tomorrow" became a code snippet)."""
     import warnings
 

@@ -10,7 +10,7 @@ has native bf16 (AVX512-BF16 or AMX) *and* a bf16 matrix product measured here i
 (torch 2.13's CPU kernels made bf16 slower than fp32 on an AMX EPYC where torch 2.14 made it 2x faster:
 the version matters as much as the chip), fp32 elsewhere. int8 (inference only) quantizes the linear
 layers' weights and activations as they load (torch's dynamic quantization): fast, but it loses
-SmolLM2's outlier features (held-out perplexity 31.5 -> 76.5), so it is never chosen by auto.
+SmolLM2's outlier features (perplexity on Shakespeare 28.9 -> 82.7), so it is never chosen by auto.
 """
 from __future__ import annotations
 
