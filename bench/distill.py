@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--alpha", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=32, help="texts per forward pass when scoring both")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for everything (default: torch's; 1 on a loaded shared machine, where 2 "
+                         "threads waiting on each other ran MiniLM's forward 6x slower than 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="write the runs here (default: a temp folder)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -74,8 +77,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+    import torch
     import yaml
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from likeme.recipes.classify import ClassifyConfig, train_classifier
     from likeme.recipes.distill import DistillConfig, train_distill
     from likeme.tables import read_labelled
