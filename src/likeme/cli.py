@@ -2,6 +2,7 @@
 Heavy modules are imported inside the commands so that `likeme --help` answers at once."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -688,9 +689,17 @@ def train():
 
 
 def train_command(name: str, config_cls):
-    """A `likeme train NAME` command whose flags are config_cls's fields, plus --config YAML, --resume and -q."""
+    """A `likeme train NAME` command whose flags are config_cls's fields, plus --config YAML, --resume, -q,
+    and --processes / --strategy for recipes that train a torch model."""
     def wrap(fn):
         fn = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(fn)
+        if "precision" in {f.name for f in dataclasses.fields(config_cls)}:
+            fn = click.option("--strategy", type=click.Choice(["ddp", "fsdp", "deepspeed"]), default="ddp",
+                              help="With --processes: ddp copies the model into each process (CPU or GPU); fsdp "
+                                   "and deepspeed (ZeRO-2) shard it over GPUs.")(fn)
+            fn = click.option("--processes", type=click.IntRange(1), default=1, metavar="N",
+                              help="Train in N processes, data-parallel (torchrun on CPUs, accelerate launch on "
+                                   "GPUs: one per GPU); --batch-size is per process.")(fn)
         fn = click.option("--resume", is_flag=True,
                           help="Continue an unfinished run (--out RUN) from its latest checkpoint.")(fn)
         fn = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -704,8 +713,18 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
     (config, run folder, its metrics.json). Ctrl-C stops after the current step with a checkpoint."""
     from likeme.config import from_sources
 
+    from likeme import processes
+
+    n, strategy = flags.pop("processes", 1) or 1, flags.pop("strategy", "ddp") or "ddp"
     cfg = from_sources(config_cls, config_file, flags)
-    run = train_fn(cfg, progress=not quiet and sys.stderr.isatty(), resume=resume)
+    if getattr(cfg, "precision", None):  # an impossible --precision is refused before anything loads
+        from likeme.models import default_device
+        from likeme.precision import choose
+
+        choose(cfg.precision, default_device(), inference=False)
+    if (n > 1 or strategy != "ddp") and not processes.launched():
+        sys.exit(processes.relaunch(ARGV or sys.argv[1:], n, strategy))
+    run = train_fn(cfg, progress=not quiet and sys.stderr.isatty() and processes.is_main(), resume=resume)
     return cfg, run, json.loads((run / "metrics.json").read_text("utf-8"))
 
 
@@ -1169,11 +1188,15 @@ def _classification_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+ARGV: list[str] = []  # the arguments main() was given: --processes runs the same command again in N processes
+
+
 def main(args: list[str] | None = None):
     """The `likeme` command: `args` default to the command line. Errors are one line (exit 1), Ctrl-C exits 130."""
     import os
     import warnings
 
+    ARGV[:] = list(args) if args is not None else sys.argv[1:]
     from likeme.runs import Interrupted
 
     # Library chatter is not for our users: weight-loading bars and deprecation notices of the

@@ -81,5 +81,13 @@ def from_sources(cls, yaml_path: str | Path | None = None, flags: dict | None = 
         raise LikemeError(f"bad config: {e}") from None
 
 
+def precision_field():
+    """The `--precision` field every training recipe has (training.trainer.precision reads it)."""
+    return dataclasses.field(default="auto", metadata={
+        "choices": ["auto", "fp32", "bf16", "fp16"],
+        "help": "Number format of training: auto is bf16 mixed precision on a CUDA GPU and on a CPU with native "
+                "bf16 (AVX512-BF16 / AMX) where it measures faster, fp32 elsewhere; fp16 (loss-scaled) needs a GPU."})
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)

@@ -51,12 +51,13 @@ def cpu_native_bf16() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def bf16_speedup_on_cpu() -> float:
-    """fp32 time / bf16 time of a batch-1 matrix product the size of a small LM's MLP (576 x 1536, weights
-    out of cache as in decoding: 24 of them), measured once per process (about 50 ms)."""
+def bf16_speedup_on_cpu(rows: int = 1) -> float:
+    """fp32 time / bf16 time of a matrix product the size of a small LM's MLP (576 x 1536, weights out of
+    cache: 24 of them) on `rows` tokens: 1 as in decoding, 256 as in a training batch; measured once per
+    process (about 50 ms for 1 row, 0.3 s for 256)."""
     import torch
 
-    xs = {dt: torch.randn(1, 576, dtype=dt) for dt in (torch.float32, torch.bfloat16)}
+    xs = {dt: torch.randn(rows, 576, dtype=dt) for dt in (torch.float32, torch.bfloat16)}
     ws = {dt: [torch.randn(1536, 576, dtype=dt) for _ in range(24)] for dt in xs}
 
     def run(dt) -> float:
@@ -90,6 +91,8 @@ def choose(precision: str | None, device: Any = "cpu", *, inference: bool = True
         if cuda:
             raise LikemeError("--precision int8 is torch's CPU dynamic quantization: use bf16 on a GPU")
         return Choice("int8", torch.float32, "")
+    if name == "fp16" and not inference and not cuda:
+        raise LikemeError("fp16 training (with loss scaling) runs on a CUDA GPU: use --precision bf16 or fp32 here")
     if name != "auto":
         return Choice(name, getattr(torch, TORCH_NAMES[name]), "")
     if cuda:
@@ -100,7 +103,7 @@ def choose(precision: str | None, device: Any = "cpu", *, inference: bool = True
         return Choice("fp32", torch.float32, f"{device}: fp32 is the format every kernel there supports")
     if not cpu_native_bf16():
         return Choice("fp32", torch.float32, "this CPU has no native bf16 (avx512_bf16 / amx_bf16)")
-    speedup = bf16_speedup_on_cpu()
+    speedup = bf16_speedup_on_cpu(1 if inference else 256)
     if speedup < 1.1:
         return Choice("fp32", torch.float32, f"bf16 measured {speedup:.2f}x fp32 on this CPU with torch {torch.__version__}")
     return Choice("bf16", torch.bfloat16, f"native bf16, measured {speedup:.2f}x fp32 on this CPU")

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from likeme.errors import LikemeError
 from likeme.paths import atomic_write, first_line, is_disk_full, runs_dir
+from likeme.processes import is_main
 
 RUN_FILE = "run.yaml"
 STATUSES = ("training", "interrupted", "done", "failed")
@@ -142,7 +143,8 @@ def start(recipe: str, cfg, *, default_name: str, resume: bool = False):
     """
     path = Path(cfg.out) if cfg.out else runs_dir() / default_name
     if not resume:
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        # Several processes (likeme.processes): the main one checks, the others may find its folder made.
+        if is_main() and path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise LikemeError(f"{path} already exists: pass --out for a new run, or --resume to continue it")
         return Run(path, recipe), cfg
     if not (path / RUN_FILE).is_file():
@@ -159,13 +161,15 @@ def start(recipe: str, cfg, *, default_name: str, resume: bool = False):
 
 
 class Run:
-    """A run folder being written. Made by `start`; `begin` writes run.yaml once the data is known."""
+    """A run folder being written. Made by `start`; `begin` writes run.yaml once the data is known.
+    In a process other than the main one (likeme.processes) nothing is written."""
 
     def __init__(self, path: str | Path, recipe: str, meta: dict | None = None):
         self.path, self.recipe = Path(path), recipe
         self.meta = meta
         self.resumed = meta is not None
-        self.metrics = MetricsLog(self.path / "metrics.jsonl")
+        self.main = is_main()
+        self.metrics = MetricsLog(self.path / "metrics.jsonl", write=self.main)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={(self.meta or {}).get('status')!r})"
@@ -187,17 +191,19 @@ class Run:
                                   "resuming needs the same data; start a new run with another --out")
             self.update(status="training")
             return self
-        self.path.mkdir(parents=True, exist_ok=True)
         self.meta = {"recipe": self.recipe, "task": task, "base": base, "status": "training",
                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      **extra, "config": dataclasses.asdict(config), "data": data, "versions": versions()}
-        write_meta(self.path, self.meta)
-        write_provenance(self.path, self.meta)
+        if self.main:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_meta(self.path, self.meta)
+            write_provenance(self.path, self.meta)
         return self
 
     def update(self, **fields) -> None:
         self.meta.update(fields)
-        write_meta(self.path, self.meta)
+        if self.main:
+            write_meta(self.path, self.meta)
 
     @contextmanager
     def recording(self):
@@ -225,6 +231,8 @@ class Run:
 
     def finish(self, figures: dict) -> None:
         """metrics.json, status `done`, and no checkpoints left (a finished run needs no optimizer state)."""
+        if not self.main:
+            return
         atomic_write(self.path / "metrics.json", json.dumps(figures, indent=2) + "\n")
         self.meta.pop("error", None)
         self.update(status="done")
@@ -287,8 +295,8 @@ class MetricsLog:
     read back, and cut after a checkpoint's step when the run resumes. Draws the progress bar when
     one is started with `show`."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, write: bool = True):
+        self.path, self.write = path, write  # write False: a process other than the main one
         self.bar: Progress | None = None
 
     def rows(self) -> list[dict]:
@@ -306,6 +314,8 @@ class MetricsLog:
         return out
 
     def append(self, row: dict) -> None:
+        if not self.write:
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if self.bar is not None:
@@ -313,11 +323,14 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         """Keep the rows up to `step` (the checkpoint a run resumes from): they will not be logged again."""
+        if not self.write:
+            return
         keep = [r for r in self.rows() if r.get("step", 0) <= step]
         atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def show(self, total: int, initial: int = 0) -> None:
-        self.bar = Progress(total, initial)
+        if self.write:
+            self.bar = Progress(total, initial)
 
     def close(self) -> None:
         if self.bar is not None:

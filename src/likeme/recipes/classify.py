@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 from likeme.training.classifying import DEFAULT_TEMPLATE, MAX_LENGTH_CAP  # light: no torch at import
@@ -92,6 +93,7 @@ class ClassifyConfig:
                 "is noisy, and with a decaying rate later epochs still gain)."})
     class_weights: bool = field(default=True, metadata={
         "help": "Weight the loss by n / (k * count) per label, so rare labels count as much as common ones."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
     out: str | None = field(default=None, metadata={
         "help": "Run folder (default: $LIKEME_HOME/runs/<data file name>-classifier)."})
@@ -167,7 +169,7 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
         # -- train -------------------------------------------------------------------------------
         steps_per_epoch, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         args = classifying.epoch_arguments(
-            run, seed=cfg.seed, steps_per_epoch=steps_per_epoch, total=total, epochs=cfg.epochs, max_steps=cfg.max_steps,
+            run, seed=cfg.seed, precision=cfg.precision, steps_per_epoch=steps_per_epoch, total=total, epochs=cfg.epochs, max_steps=cfg.max_steps,
             batch_size=cfg.batch_size, lr=cfg.learning_rate(kind), has_val=bool(val_set), select_by=cfg.select_by)
         weights = datasets.class_weights([y[i] for i in train_idx], len(names)) if cfg.class_weights else None
         optimizer = torch.optim.AdamW(trainable.param_groups(train_model, cfg.learning_rate(kind), cfg.head_lr),

@@ -27,6 +27,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 
@@ -71,6 +72,7 @@ class DistillConfig:
     eval_every: int = field(default=20, metadata={"help": "Voice: evaluate and checkpoint every N steps."})
     eval_max: int = field(default=64, metadata={"help": "Voice: held-out examples scored at each evaluation."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/<teacher>-distilled)."})
 
@@ -160,7 +162,7 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
         steps_per_epoch, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         lr = cfg.lr or classifying.learning_rate(method, backbone, cfg.head_lr)
         args = classifying.epoch_arguments(
-            run, seed=cfg.seed, steps_per_epoch=steps_per_epoch, total=total, epochs=cfg.epochs, max_steps=cfg.max_steps,
+            run, seed=cfg.seed, precision=cfg.precision, steps_per_epoch=steps_per_epoch, total=total, epochs=cfg.epochs, max_steps=cfg.max_steps,
             batch_size=cfg.batch_size, lr=lr, has_val=bool(val_set), select_by=cfg.select_by)
         objective = losses.DistillObjective(model, losses.DistillationLoss(cfg.temperature, cfg.alpha))
         optimizer = torch.optim.AdamW(trainable.param_groups(objective, lr, cfg.head_lr), weight_decay=0.0)
@@ -250,7 +252,7 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         # -- train -------------------------------------------------------------------------------
         _, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every, max_steps=total, per_device_train_batch_size=cfg.batch_size,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total, per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr or (5e-4 if cfg.trainable == "lora" else 5e-5),
             lr_scheduler_type="cosine", warmup_steps=max(1, total // 20), label_names=["labels"],
             load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,

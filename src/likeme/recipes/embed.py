@@ -38,6 +38,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 MIN_MESSAGES = 10  # fewer messages by NAME than this: nothing to learn a style from
@@ -79,6 +80,7 @@ class EmbedConfig:
     centroid_max: int = field(default=1000, metadata={
         "help": "Training messages (per side) averaged into the score's centroids: a mean of 1000 unit "
                 "vectors moves by ~1/sqrt(1000) = 3% with the sample."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (triplet sampling, data order, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-embedder)."})
 
@@ -148,7 +150,7 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
         if "baseline" not in run.meta:  # the base model's figures, measured once (a resumed run has them)
             base_calib = score_of(model)
             base_auc = _r(base_calib.pop("heldout_auc")) if base_calib else None
-            if base_calib:
+            if base_calib and run.main:
                 _write_score(run.path, cfg.name, base=base_calib)
             run.update(baseline={key: _r(_evaluate(model, loss, held_rows, cfg.batch_size)[1]), "auc": base_auc})
         model = trainable.select(model, "all")
@@ -158,7 +160,7 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
         passes = _Passes(epoch_rows, min(len(fixed_train), cfg.max_triplets), cfg.batch_size, cfg.seed)
         total = tr.steps(len(passes), cfg.batch_size, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every if eval_rows else None, save_steps=cfg.eval_every,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every if eval_rows else None, save_steps=cfg.eval_every,
             max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=0.01,
             # 10% warm-up, then linear decay: the sentence-transformers training examples' schedule.
             lr_scheduler_type="linear", warmup_steps=max(1, total // 10),

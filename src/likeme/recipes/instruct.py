@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 QA = re.compile(r"Question:\s*(.*?)\s*Answer:\s*(.*?)\s*(?=Question:|\Z)", re.S)
@@ -42,6 +43,7 @@ class InstructConfig:
     heldout: float = field(default=0.1, metadata={"help": "Fraction of examples held out (seeded, at least one)."})
     eval_every: int = field(default=20, metadata={"help": "Evaluate, and write a checkpoint, every N steps."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, order, LoRA init)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/instruct)."})
 
@@ -126,7 +128,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
         # -- train -------------------------------------------------------------------------------
         _, total = tr.steps(len(train), cfg.batch_size, cfg.epochs, cfg.max_steps)
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every, max_steps=total,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate(), lr_scheduler_type="cosine", warmup_steps=max(1, total // 20),
             load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,

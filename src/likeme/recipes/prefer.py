@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 LOSSES = {"dpo": "sigmoid", "ipo": "ipo"}  # --method -> TRL's loss_type
@@ -52,6 +53,7 @@ class PreferConfig:
         "help": "Tokens per prompt + reply; a longer prompt loses its oldest turns, never the reply."})
     val_fraction: float = field(default=0.1, metadata={"help": "Share of the prompts held out with all their pairs."})
     eval_every: int = field(default=20, metadata={"help": "Held-out rewards, and a checkpoint, every N steps."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, LoRA init, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-prefer)."})
 
@@ -95,7 +97,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
         # -- train -------------------------------------------------------------------------------
         total = tr.steps(len(train_set), cfg.batch_size * cfg.grad_accum, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every if val_set else None, save_steps=cfg.eval_every,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every if val_set else None, save_steps=cfg.eval_every,
             cls=DPOConfig, max_steps=total, per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
             learning_rate=cfg.lr, lr_scheduler_type="cosine", warmup_steps=max(1, total // 10),

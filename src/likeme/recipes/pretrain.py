@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 
@@ -52,6 +53,7 @@ class PretrainConfig:
     eval_max: int = field(default=240, metadata={
         "help": "Validation blocks scored at each evaluation, evenly spread (metrics.json scores them all)."})
     sample_tokens: int = field(default=64, metadata={"help": "Tokens of the sample logged at each evaluation (0: none)."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (initial weights, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/pretrain)."})
 
@@ -117,7 +119,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         # -- train -------------------------------------------------------------------------------
         _, total = tr.steps(len(train), cfg.batch_size, cfg.epochs, cfg.max_steps)
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every, max_steps=total,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate(), weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
             adam_beta2=0.99,  # nanoGPT's for small models and few tokens per step

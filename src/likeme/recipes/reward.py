@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 
@@ -50,6 +51,7 @@ class RewardConfig:
     val_fraction: float = field(default=0.1, metadata={
         "help": "Share of the prompts held out with all their pairs, for the pairwise accuracy."})
     eval_every: int = field(default=20, metadata={"help": "Held-out accuracy, and a checkpoint, every N steps."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/<pairs file>-reward)."})
 
@@ -110,7 +112,7 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
         train_set = [examples[i] for i in train_idx]
         total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=cfg.eval_every if val else None, save_steps=cfg.eval_every,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every if val else None, save_steps=cfg.eval_every,
             max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate(kind),
             lr_scheduler_type="linear", warmup_steps=max(1, total // 20), label_names=["labels"])
         optimizer = torch.optim.AdamW(trainable.param_groups(model, cfg.learning_rate(kind), cfg.head_lr),

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.config import precision_field
 from likeme.errors import LikemeError
 
 
@@ -81,6 +82,7 @@ class VoiceConfig:
     eval_max: int = field(default=64, metadata={
         "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
+    precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (data order, LoRA init, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-voice)."})
 
@@ -149,14 +151,14 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         # A time budget starts from room for 100 passes; TimeBudget lowers it once it knows the pace.
         plan = tr.plan(len(data.train), cfg.batch_size * cfg.grad_accum, epochs=cfg.epochs, max_steps=cfg.max_steps,
                        max_minutes=cfg.max_minutes, eval_every=cfg.eval_every, patience=cfg.patience)
-        if plan.warning and not resume:
+        if plan.warning and not resume and run.main:
             print(f"warning: {plan.warning}", file=sys.stderr)
         total, planned = plan.total, plan.planned
         budget = [TimeBudget(cfg.max_minutes)] if cfg.max_minutes else []
         prompts = [e["input_ids"][: next(i for i, x in enumerate(e["labels"]) if x != datasets.IGNORE)]
                    for e in data.heldout[: cfg.sample_replies]]  # each context, up to NAME's reply
         args = tr.arguments(
-            run, seed=cfg.seed, eval_steps=plan.eval_every, max_steps=total,
+            run, seed=cfg.seed, precision=cfg.precision, eval_steps=plan.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate(),
             lr_scheduler_type="cosine",

@@ -9,6 +9,8 @@ import time
 
 from transformers import TrainerCallback
 
+from likeme.processes import any_process, from_main, is_main
+
 # Trainer log keys that are not per-step figures, or that the row already has under its own name.
 NOT_PER_STEP = {"loss", "learning_rate", "grad_norm", "epoch", "total_flos", "train_loss", "train_runtime",
                 "train_samples_per_second", "train_steps_per_second", "train_tokens_per_second", "num_input_tokens_seen"}
@@ -84,7 +86,8 @@ class StopOnInterrupt(TrainerCallback):
             if self.requested:
                 raise KeyboardInterrupt
             self.requested = True
-            print("\nStopping after this step and saving a checkpoint (Ctrl-C again to quit now)...", file=sys.stderr)
+            if is_main():
+                print("\nStopping after this step and saving a checkpoint (Ctrl-C again to quit now)...", file=sys.stderr)
 
         signal.signal(signal.SIGINT, handler)
         try:
@@ -93,6 +96,8 @@ class StopOnInterrupt(TrainerCallback):
             signal.signal(signal.SIGINT, previous)
 
     def on_step_end(self, args, state, control, **kw):
+        if args.world_size > 1:  # every process stops at the same step, or the others wait for it forever
+            self.requested = any_process(self.requested)
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
@@ -128,7 +133,7 @@ class TimeBudget(TrainerCallback):
             self._plan(state, lr_scheduler)
 
     def _plan(self, state, lr_scheduler) -> None:
-        spent = time.time() - self.started
+        spent = from_main(time.time() - self.started)  # one clock for all processes: one last step, one schedule
         pace = spent / max(1, state.global_step - self.first)
         state.max_steps = max(state.global_step + 1, min(self.ceiling or state.max_steps,
                                                          state.global_step + int((self.budget - spent) / pace)))

@@ -74,14 +74,14 @@ def learning_rate(trainable: str, backbone: str, head_lr: float) -> float:
 
 
 def epoch_arguments(run, *, seed: int, steps_per_epoch: int, total: int, epochs: float, max_steps: int | None,
-                    batch_size: int, lr: float, has_val: bool, select_by: str):
+                    batch_size: int, lr: float, has_val: bool, select_by: str, precision: str | None = "auto"):
     """TrainingArguments for an epoch-based classifier: an evaluation and a checkpoint per epoch, the best
     epoch by validation macro-F1 (or loss) kept, a linear schedule with 5% warm-up, length-grouped batches."""
     from likeme.training import trainer as tr
 
     metric = "eval_macro_f1" if select_by == "macro_f1" else "eval_loss"
     return tr.arguments(
-        run, seed=seed, eval_steps=steps_per_epoch if has_val else None, save_steps=steps_per_epoch,
+        run, seed=seed, precision=precision, eval_steps=steps_per_epoch if has_val else None, save_steps=steps_per_epoch,
         num_train_epochs=epochs, max_steps=max_steps or -1, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=max(batch_size, 32), learning_rate=lr, lr_scheduler_type="linear",
         warmup_steps=max(1, total // 20),  # 5%: the head starts random, its first gradients are large

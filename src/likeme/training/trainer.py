@@ -28,10 +28,13 @@ def device() -> str:
     return default_device()
 
 
-def use_bf16() -> bool:
-    """bf16 mixed precision on a GPU that has it; fp32 on the CPU (bf16 matmuls are slower than fp32 on
-    most laptop CPUs, which lack AVX512-BF16 / AMX)."""
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+def precision(name: str | None = "auto"):
+    """`--precision` for training on this machine -> precision.Choice: auto is bf16 mixed precision on a
+    CUDA GPU, and on a CPU with native bf16 where a training-sized bf16 matrix product measures faster
+    than fp32's; fp32 elsewhere (bf16 is slower than fp32 on CPUs without AVX512-BF16 / AMX)."""
+    from likeme import precision as p
+
+    return p.choose(name, device(), inference=False)
 
 
 def steps(examples: int, per_step: int, epochs: float, max_steps: int | None = None) -> tuple[int, int]:
@@ -79,13 +82,18 @@ def plan(examples: int, per_step: int, *, epochs: float | None = None, max_steps
 
 
 def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int | None = None,
-              cls=TrainingArguments, **overrides) -> TrainingArguments:
+              precision: str | None = "auto", cls=TrainingArguments, **overrides) -> TrainingArguments:
     """TrainingArguments with likeme's defaults; `overrides` are the recipe's own (batch size, rate, ...).
 
+    precision: `--precision` (see `precision`): bf16 / fp16 are mixed precision (fp32 master weights,
+    matrix products in 16 bits under autocast, fp16 with loss scaling); the choice and why are written
+    to run.yaml as `precision`.
     eval_steps: evaluate, and write a checkpoint, every N steps; save_steps: write a checkpoint every N
     steps when nothing is evaluated. The two newest checkpoints are kept, and the best one when the
     recipe keeps the best model. cls: a TrainingArguments subclass (TRL's DPOConfig) for its trainer.
     """
+    chosen = globals()["precision"](precision)
+    run.update(precision={"name": chosen.name, **({"why": chosen.why} if chosen.why else {})})
     defaults = dict(
         output_dir=str(run.checkpoints),
         logging_steps=1,
@@ -93,7 +101,8 @@ def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int 
         save_strategy="no",
         save_total_limit=2,
         weight_decay=0.0,
-        bf16=use_bf16(),
+        bf16=chosen.name == "bf16",
+        fp16=chosen.name == "fp16",
         use_cpu=device() == "cpu",
         seed=seed,
         data_seed=seed,
@@ -101,6 +110,8 @@ def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int 
         disable_tqdm=True,  # our progress bar is drawn from metrics.jsonl
         remove_unused_columns=False,  # our collators build the batches
         dataloader_num_workers=0,
+        log_level_replica="error",  # processes other than the main one: errors only
+        ddp_find_unused_parameters=False,  # several processes: frozen weights need no gradient, nothing is unused
     )
     if eval_steps:
         defaults.update(eval_strategy="steps", eval_steps=eval_steps)
@@ -146,7 +157,9 @@ def _evaluating(fn, base=Trainer):
 
 def fit(trainer: Trainer, run, *, resume: bool = False) -> None:
     """Train, from the run's latest checkpoint when resuming (metrics.jsonl keeps each step once).
-    On Ctrl-C: the current step ends, a checkpoint is written, and `runs.Interrupted` is raised."""
+    On Ctrl-C: the current step ends, a checkpoint is written, and `runs.Interrupted` is raised.
+    In several processes (likeme.processes) all of them train; then all but the main one exit, so that
+    the recipe's final evaluation and save happen once."""
     checkpoint = run.latest_checkpoint() if resume else None
     run.metrics.truncate_after(int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0)
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnInterrupt))
@@ -155,5 +168,7 @@ def fit(trainer: Trainer, run, *, resume: bool = False) -> None:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         finally:
             run.metrics.close()
+    if not run.main:
+        raise SystemExit(0)
     if stop.requested:
         raise Interrupted(run.path, trainer.state.global_step, run.recipe)
