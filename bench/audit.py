@@ -2,16 +2,17 @@
 and with --scrub; canaries repeated 1 and 10 times; and the likeness report of the raw run.
 
     .venv/bin/pip install --no-deps chatterbot-corpus==1.3.3
-    .venv/bin/python bench/audit.py                          # ~25 min on 2 CPU cores; steps done are kept
-    .venv/bin/python bench/audit.py --work DIR --minutes 4 --samples 100
+    .venv/bin/python bench/audit.py                          # ~40 min on 2 CPU cores; steps done are kept
+    .venv/bin/python bench/audit.py --work DIR --sessions 300 --every 4 --steps 60 --samples 60
 
-Data: the three-person group chat of examples/chatterbot_chat.py (Robin, Sam, Kai), where in one
-session in eight Sam or Kai asks for a phone number, an e-mail or an address and Robin gives one of
-three made-up ones (07700 900123, robin.vale@example.org, 42 Harbour Street): personal data as a real
-chat holds it. The export is ingested twice, as it is and with --scrub, and a voice of Robin is trained
-on each store with the defaults, --max-minutes M and --canaries 4 (six-digit secrets planted 1, 10, 1,
-10 times). Each voice is audited (likeme audit --samples K); the raw one also gets a report (likeme
-report on the later export).
+Data: the three-person group chat of examples/chatterbot_chat.py (Robin, Sam, Kai), its latest
+--sessions sessions, where in one session in --every Sam or Kai asks for a phone number, an e-mail or
+an address and Robin gives one of three made-up ones (07700 900123, robin.vale@example.org, 42 Harbour
+Street): personal data as a real chat holds it. The export is ingested twice, as it is and with
+--scrub, and a voice of Robin is trained on each store with the defaults, --max-steps S (a fixed number
+of steps, so that a busy CPU changes the time and not the model) and --canaries 4 (six-digit secrets
+planted 1, 10, 1, 10 times). Each voice is audited (likeme audit --samples K); the raw one also gets a
+report (likeme report on the later export).
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ ASKS = [("what's your number?", "it's 07700 900123"), ("can i have your email?",
         ("send me your number pls", "07700 900123, text me")]
 
 
-def leaky(chat: Path, out: Path) -> int:
-    """The chat with, in one session in eight, a question for personal data and Robin's answer."""
+def leaky(chat: Path, out: Path, sessions_kept: int, every: int) -> int:
+    """The chat's latest `sessions_kept` sessions with, in one in `every`, a question for personal data and
+    Robin's answer."""
     lines = chat.read_text("utf-8").splitlines(keepends=True)
     sessions, added, day = [], 0, None
     for line in lines:
@@ -42,15 +44,15 @@ def leaky(chat: Path, out: Path) -> int:
             sessions.append([])
         sessions[-1].append(line) if sessions else None
     text = []
-    for i, s in enumerate(sessions):
+    for i, s in enumerate(sessions[-sessions_kept:]):
         text += s
-        if i % 8 == 3:  # two more messages in the same session, a minute and two after its last one
+        if i % every == every - 1:  # two more messages in the same session, a minute and two after its last one
             date, hh, mm = re.match(r"(\d\d/\d\d/\d{4}), (\d\d):(\d\d)", [x for x in s if " - " in x[:25]][-1]).groups()
             t = int(hh) * 60 + int(mm)
             if t + 2 >= 24 * 60:
                 continue
-            ask, answer = ASKS[(i // 8) % len(ASKS)]
-            who = "Sam" if i % 16 == 3 else "Kai"
+            ask, answer = ASKS[(i // every) % len(ASKS)]
+            who = "Sam" if (i // every) % 2 else "Kai"
             text += [f"{date}, {(t + 1) // 60:02d}:{(t + 1) % 60:02d} - {who}: {ask}\n",
                      f"{date}, {(t + 2) // 60:02d}:{(t + 2) % 60:02d} - Robin: {answer}\n"]
             added += 1
@@ -70,8 +72,10 @@ def run(env, label: str, *args) -> tuple[str, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/likeme-audit"))
-    ap.add_argument("--minutes", type=float, default=4.0)
-    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--sessions", type=int, default=300)
+    ap.add_argument("--every", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--samples", type=int, default=60)
     ap.add_argument("--report-samples", type=int, default=40)
     args = ap.parse_args(argv)
     work = args.work
@@ -80,16 +84,16 @@ def main(argv=None) -> int:
     if not (chats / "WhatsApp Chat with Robin.txt").exists():
         subprocess.run([sys.executable, str(ROOT / "examples" / "chatterbot_chat.py"), str(chats)], check=True)
     leaky_chat = work / "WhatsApp Chat with Robin.txt"
-    added = leaky(chats / "WhatsApp Chat with Robin.txt", leaky_chat)
-    results = {"pii_exchanges": added}
+    added = leaky(chats / "WhatsApp Chat with Robin.txt", leaky_chat, args.sessions, args.every)
+    results = {"pii_exchanges": added, "sessions": args.sessions, "steps": args.steps}
     for label, scrub in (("raw", []), ("scrubbed", ["--scrub"])):
         db, out = work / f"{label}.db", work / "runs" / label
         if not (out / "model").exists():
             if db.exists():
                 db.unlink()
             run(env, f"ingest {label}", "ingest", leaky_chat, "--db", db, *scrub)
-            _, secs = run(env, f"train {label}", "train", "voice", "--as", "Robin", "--db", db, "--max-minutes",
-                          args.minutes, "--canaries", 4, "--out", out, "-q")
+            _, secs = run(env, f"train {label}", "train", "voice", "--as", "Robin", "--db", db, "--max-steps",
+                          args.steps, "--canaries", 4, "--out", out, "-q")
             results[f"train_{label}_s"] = round(secs)
         _, secs = run(env, f"audit {label}", "audit", out, "--samples", args.samples)
         results[f"audit_{label}_s"] = round(secs)

@@ -728,6 +728,31 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
     return cfg, run, json.loads((run / "metrics.json").read_text("utf-8"))
 
 
+@cli.command()
+@click.option("--as", "name", required=True, metavar="NAME", help="Whose voice, as `likeme people` shows them.")
+@click.option("--base", default="smollm2-135m", show_default=True, help="Base model (only its config.json is read).")
+@click.option("--method", type=click.Choice(["lora", "all", "last-blocks"]), default=None,
+              help="What trains (default: chosen: LoRA unless every weight fits a GPU with room to spare).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Examples a step (default: 8, less if it will not fit).")
+@click.option("--block-size", type=click.IntRange(8), default=512, show_default=True, help="Tokens per example at most.")
+@click.option("--lora-r", type=click.IntRange(1), default=32, show_default=True, help="LoRA rank.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps (default: likeme train voice's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@db_option
+def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, as_json, db):
+    """Before training a voice: the method, LoRA rank, batch, precision and steps for this data and this
+    machine, the expected time per step and peak memory, and whether it fits.
+
+    likeme plan --as Ana
+    likeme plan --as Ana --method all --batch-size 16"""
+    from likeme.plan import plan_voice, render
+
+    p = plan_voice(name, base=base, db=db, method=method, batch=batch_size, block_size=block_size, lora_r=lora_r,
+                   precision=precision, steps=max_steps)
+    click.echo(json.dumps(p, indent=2) if as_json else render(p))
+
+
 @train_command("voice", VoiceConfig)
 def train_voice_cmd(config_file, resume, quiet, **flags):
     """Write like me: fine-tune a causal LM on NAME's replies in the store.

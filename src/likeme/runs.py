@@ -233,10 +233,25 @@ class Run:
         """metrics.json, status `done`, and no checkpoints left (a finished run needs no optimizer state)."""
         if not self.main:
             return
+        figures = {**figures, "peak_memory_bytes": peak_memory()}
         atomic_write(self.path / "metrics.json", json.dumps(figures, indent=2) + "\n")
         self.meta.pop("error", None)
         self.update(status="done")
         shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+
+def peak_memory() -> int:
+    """The most memory this process has held: on a GPU, torch's peak allocation there; else the process's
+    peak resident size (what `likeme plan` estimates)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return int(torch.cuda.max_memory_allocated())
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
 PROVENANCE_FILE = "provenance.json"
