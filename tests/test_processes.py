@@ -116,3 +116,24 @@ def test_precision_is_chosen_recorded_and_checked(store):
     if not torch.cuda.is_available():
         assert fp16.returncode == 1 and fp16.stderr.strip().splitlines()[-1].startswith("Error: fp16 training")
         assert not (tmp / "fp16").exists()  # refused before anything was loaded or written
+
+
+def test_quantize_is_refused_where_it_cannot_run(store):
+    tmp, base = store
+    whole = likeme_cli(*train_args(tmp, base, "q", "--quantize", "4bit"))  # --trainable all
+    assert whole.returncode == 1 and "use --trainable lora" in whole.stderr.strip().splitlines()[-1]
+    if not torch.cuda.is_available():
+        lora = likeme_cli("train", "voice", "--as", "Ana", "--db", tmp / "s.db", "--base", base, "--quantize", "4bit",
+                          "--out", tmp / "q", "-q")
+        assert lora.returncode == 1 and "needs a CUDA GPU" in lora.stderr.strip().splitlines()[-1]
+    assert not (tmp / "q").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU")
+def test_qlora_trains_adapters_on_a_4bit_base(store):
+    pytest.importorskip("bitsandbytes")
+    tmp, base = store
+    out = likeme_cli("train", "voice", "--as", "Ana", "--db", tmp / "s.db", "--base", base, "--quantize", "4bit",
+                     "--max-steps", "2", "--batch-size", "4", "--out", tmp / "q", "-q")
+    assert out.returncode == 0, out.stderr
+    assert (tmp / "q" / "model" / "adapter_model.safetensors").is_file()

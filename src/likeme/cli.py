@@ -722,6 +722,12 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
         from likeme.precision import choose
 
         choose(cfg.precision, default_device(), inference=False)
+    if getattr(cfg, "quantize", None):
+        from likeme.models import quantization_config
+
+        if cfg.trainable != "lora":
+            raise LikemeError("--quantize loads the base in 4/8 bits to train LoRA adapters on it: use --trainable lora")
+        quantization_config(cfg.quantize)
     if (n > 1 or strategy != "ddp") and not processes.launched():
         sys.exit(processes.relaunch(ARGV or sys.argv[1:], n, strategy))
     run = train_fn(cfg, progress=not quiet and sys.stderr.isatty() and processes.is_main(), resume=resume)

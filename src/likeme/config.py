@@ -89,5 +89,13 @@ def precision_field():
                 "bf16 (AVX512-BF16 / AMX) where it measures faster, fp32 elsewhere; fp16 (loss-scaled) needs a GPU."})
 
 
+def quantize_field():
+    """The `--quantize` field of the recipes that train LoRA adapters on a causal LM (QLoRA)."""
+    return dataclasses.field(default=None, metadata={
+        "choices": ["4bit", "8bit"],
+        "help": "Load the base in 4 bits (NF4, QLoRA) or 8 bits through bitsandbytes and train LoRA adapters on "
+                "it: a CUDA GPU only; about a quarter of the base's memory in 4 bits."})
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)

@@ -364,6 +364,7 @@ def load_causal_lm(
     dtype: Any = None,
     device: Any = None,
     merge: bool = True,
+    quantize: str | None = None,
 ):
     """Load a chat/causal language model and its tokenizer: `(model, tokenizer)`, the model in eval mode.
 
@@ -371,6 +372,8 @@ def load_causal_lm(
     device: None leaves it on the CPU; "cuda", "mps" or a torch.device moves it there.
     merge: for a run with a LoRA adapter, fold the adapter into the base weights (a plain transformers
       model, as fast as the base). merge=False returns the `peft.PeftModel` instead.
+    quantize: "4bit" (NF4, double quantization, bf16 compute: QLoRA's) or "8bit": the weights in
+      bitsandbytes' formats on the GPU, for training LoRA adapters on top (`quantization_config`).
 
     Example:
       >>> model, tok = load_causal_lm("smollm2-135m")
@@ -393,6 +396,11 @@ def load_causal_lm(
         # bf16's 8-bit mantissa rounds much of it away when the sum is taken in bf16
         dtype = "float32"
     kwargs = {} if dtype is None else {"dtype": dtype}
+    if quantize:
+        if ref.adapter is not None:
+            raise LikemeError(f"{ref.name} holds a LoRA adapter: --quantize loads a base model to train one on")
+        kwargs.update(quantization_config=quantization_config(quantize), device_map={"": 0})
+        device = final_dtype = None  # bitsandbytes places and types the weights itself
     model_ref = ref.base if ref.adapter is not None else ref
     if model_ref.adapter is not None:  # an adapter on a run that is itself an adapter (a preference run on a voice)
         model = load_causal_lm(model_ref, dtype=dtype, merge=True)[0]
@@ -410,6 +418,31 @@ def load_causal_lm(
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def quantization_config(quantize: str):
+    """`--quantize 4bit|8bit` -> a transformers BitsAndBytesConfig, or a one-line error saying why not here.
+
+    Example: quantization_config("4bit") -> BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", ...)
+    """
+    import importlib.util
+
+    import torch
+
+    if quantize not in ("4bit", "8bit"):
+        raise LikemeError(f"unknown --quantize {quantize!r}: use 4bit or 8bit")
+    if not torch.cuda.is_available():
+        raise LikemeError(f"--quantize {quantize} loads the base through bitsandbytes, which needs a CUDA GPU: on this "
+                          "machine leave --quantize out (LoRA on the full-precision base)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LikemeError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)  # QLoRA (Dettmers et al. 2023): NF4 + double quantization
 
 
 def _apply_adapter(model, ref: ModelRef, merge: bool):

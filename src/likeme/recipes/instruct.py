@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import precision_field, quantize_field
 from likeme.errors import LikemeError
 
 QA = re.compile(r"Question:\s*(.*?)\s*Answer:\s*(.*?)\s*(?=Question:|\Z)", re.S)
@@ -44,6 +44,7 @@ class InstructConfig:
     eval_every: int = field(default=20, metadata={"help": "Evaluate, and write a checkpoint, every N steps."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
     precision: str = precision_field()
+    quantize: str | None = quantize_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, order, LoRA init)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/instruct)."})
 
@@ -114,7 +115,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     random.Random(cfg.seed).shuffle(examples)
     n_held = max(1, round(len(examples) * cfg.heldout))
     heldout, train = examples[:n_held], examples[n_held:]
-    model, _ = models.load_causal_lm(cfg.base, device=tr.device())
+    model, _ = models.load_causal_lm(cfg.base, device=tr.device(), quantize=cfg.quantize)
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=runs.file_data(cfg.data),
               prompt="chat template" if getattr(tok, "chat_template", None) else "alpaca",
               voice_config={"format": "instruct"})  # how chat, serve and export prompt it (generate.Voice)

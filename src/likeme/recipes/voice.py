@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import precision_field, quantize_field
 from likeme.errors import LikemeError
 
 
@@ -83,6 +83,7 @@ class VoiceConfig:
         "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
     precision: str = precision_field()
+    quantize: str | None = quantize_field()
     seed: int = field(default=0, metadata={"help": "Random seed (data order, LoRA init, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-voice)."})
 
@@ -137,7 +138,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             ex = datasets.persona_example(tok, [datasets.Turn(data.partner, c.prompt)], datasets.Turn(cfg.name, c.text),
                                           cfg.name, prefix_names=False, max_length=cfg.block_size)
             data.train.extend([ex] * c.repeats)
-    model, _ = models.load_causal_lm(cfg.base, device=tr.device())
+    model, _ = models.load_causal_lm(cfg.base, device=tr.device(), quantize=cfg.quantize)
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner},
               **({"canaries": [asdict(c) for c in canaries]} if canaries else {}))
     with run.recording():

@@ -38,13 +38,17 @@ def select(model, method: str, *, last_blocks: int = 1, head: str | None = None,
     if method not in METHODS:
         raise LikemeError(f"unknown trainable set {method!r}: use one of {', '.join(METHODS)}")
     if method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+            model = prepare_model_for_kbit_training(model)  # QLoRA: norms in fp32, inputs that carry gradients
         lora = lora or Lora()
         config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=linear_layers(model, head), task_type=task_type,
                             modules_to_save=[head] if head else None)
         return get_peft_model(model, config)
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        raise LikemeError("a base loaded with --quantize trains through LoRA adapters only: use --trainable lora")
     for p in model.parameters():
         p.requires_grad_(method == "all")
     parts = [getattr(model, head)] if head else []
