@@ -7,8 +7,9 @@
 Three parts, each printed as a markdown table (and all figures in WORK/results.json):
 
 - precision: the same voice (chatterbot, Robin; LoRA, batch 8) for --steps steps with --precision fp32
-  (the path before --precision existed), auto and bf16: real (non-padding) tokens/s from metrics.jsonl,
-  the steps' median, and the held-out loss (log of metrics.json's perplexity) at the end;
+  (the path before --precision existed), auto and bf16, and fp32 with --packing (padding-free batches):
+  real (non-padding) tokens/s from metrics.jsonl, the steps' median, and the held-out loss (log of
+  metrics.json's perplexity) at the end;
 - processes: the same steps and global batch in one process (batch 8) and in two (--processes 2,
   batch 4 each): tokens/s, the final training loss and the held-out loss;
 - plan: `likeme plan --json` against a run of --steps steps (no evaluations in between) on three chats of
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
 
     if "precision" in parts:
         results["precision"] = {p: train(f"precision-{p}", "--precision", p) for p in ("fp32", "auto", "bf16")}
+        results["precision"]["fp32 --packing"] = train("packing", "--precision", "fp32", "--packing")
     if "processes" in parts:
         results["processes"] = {"1 process, batch 8": train("one", "--batch-size", 8),
                                 "2 processes, batch 4 each": train("two", "--batch-size", 4, "--processes", 2)}

@@ -116,3 +116,24 @@ def test_collate_literal():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_collate_packed_literal_and_equal_to_the_padded_batch():
+    import torch
+
+    from likeme.datasets import collate_packed
+    from tiny import tiny_causal_lm
+
+    packed = collate_packed([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}])
+    assert packed["input_ids"].tolist() == [[5, 6, 7, 8, 9]] and packed["labels"].tolist() == [[-100, 6, 7, -100, 9]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 0, 1]] and "attention_mask" not in packed
+    # the same loss as the padded batch: each example attends only to itself
+    model = tiny_causal_lm().eval()
+    batch = [{"input_ids": [5, 6, 7, 9, 10], "labels": [-100, -100, 7, 9, 10]},
+             {"input_ids": [8, 9, 11], "labels": [-100, 9, 11]}, {"input_ids": [12, 13], "labels": [-100, 13]}]
+    with torch.no_grad():
+        padded = model(**collate(batch, pad_id=0)).loss
+        flat = model(**collate_packed(batch)).loss
+        leaky = model(input_ids=collate_packed(batch)["input_ids"], labels=collate_packed(batch)["labels"]).loss
+    torch.testing.assert_close(flat, padded)
+    assert abs(leaky.item() - padded.item()) > 1e-3  # without the positions, one long sequence: not the same

@@ -137,3 +137,13 @@ def test_qlora_trains_adapters_on_a_4bit_base(store):
                      "--max-steps", "2", "--batch-size", "4", "--out", tmp / "q", "-q")
     assert out.returncode == 0, out.stderr
     assert (tmp / "q" / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_packing_trains_the_same_steps_without_padding(store):
+    tmp, base = store
+    padded = likeme_cli(*train_args(tmp, base, "padded", "--batch-size", "4", "--max-steps", "2"))
+    packed = likeme_cli(*train_args(tmp, base, "packed", "--batch-size", "4", "--max-steps", "2", "--packing"))
+    assert padded.returncode == 0 and packed.returncode == 0, packed.stderr
+    a, b = ([x for x in rows(tmp / r) if "loss" in x] for r in ("padded", "packed"))
+    for x, y in zip(a, b):  # the same examples, the same loss: padding was never part of it
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-4) and y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-3)

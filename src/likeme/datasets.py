@@ -407,6 +407,26 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     return out
 
 
+def collate_packed(batch: list[dict]) -> dict:
+    """Examples -> one row with no padding: their ids side by side, position_ids restarting at 0 for each
+    (transformers turns them into a block-diagonal mask: each attends only within itself), and the first
+    label of each set to -100 (the previous example's last token does not predict it). The loss is the
+    padded batch's: the same tokens are predicted from the same contexts.
+
+    Example: [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}]
+      -> input_ids [[5, 6, 7, 8, 9]], labels [[-100, 6, 7, -100, 9]], position_ids [[0, 1, 2, 0, 1]],
+         use_cache False
+    """
+    import torch
+
+    ids = [t for b in batch for t in b["input_ids"]]
+    labels = [t for b in batch for t in [IGNORE, *b["labels"][1:]]]
+    positions = [i for b in batch for i in range(len(b["input_ids"]))]
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),  # (1, sum of lengths)
+            "position_ids": torch.tensor([positions]),
+            "use_cache": False}  # with a cache, transformers would not read the packing from position_ids
+
+
 # ---------------------------------------------------------------------------------------------
 # Raw text for pretraining: documents -> one token stream -> (block_size) blocks
 
