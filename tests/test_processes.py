@@ -147,3 +147,46 @@ def test_packing_trains_the_same_steps_without_padding(store):
     a, b = ([x for x in rows(tmp / r) if "loss" in x] for r in ("padded", "packed"))
     for x, y in zip(a, b):  # the same examples, the same loss: padding was never part of it
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-4) and y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-3)
+
+
+def _recipe_args(recipe, tmp, tiny_lm, tiny_st, tiny_voice_run):
+    """A few steps of each recipe on its tiny inputs."""
+    import csv
+
+    from test_instruct import RECORDS
+    from tiny import ROWS
+
+    if recipe == "classifier":
+        with open(tmp / "intents.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["text", "intent"], *ROWS * 4])
+        return ["--data", tmp / "intents.csv", "--label-column", "intent", "--base", tiny_lm, "--epochs", "1"]
+    if recipe == "pretrain":
+        (tmp / "text.txt").write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 40)
+        assert likeme_cli("train", "tokenizer", "--data", tmp / "text.txt", "--kind", "char", "--out", tmp / "chars",
+                          "-q").returncode == 0
+        return ["--data", tmp / "text.txt", "--tokenizer", tmp / "chars", "--layers", "2", "--heads", "2", "--dim", "32",
+                "--block-size", "16", "--max-steps", "4", "--eval-every", "2"]
+    if recipe == "embedder":
+        return ["--as", "Ana", "--db", tmp / "s.db", "--base", tiny_st, "--max-steps", "4"]
+    if recipe == "instruct":
+        (tmp / "alpaca.json").write_text(json.dumps(RECORDS))
+        return ["--data", tmp / "alpaca.json", "--base", tiny_lm, "--max-steps", "4", "--eval-every", "2"]
+    (tmp / "pairs.jsonl").write_text("".join(json.dumps({"prompt": f"Sam: hi {i}", "chosen": "ok see you there",
+                                                         "rejected": "I AM A ROBOT"}) + "\n" for i in range(24)))
+    if recipe == "reward":
+        return ["--pairs", tmp / "pairs.jsonl", "--base", tiny_lm, "--max-steps", "4"]
+    return ["--from", tiny_voice_run, "--pairs", tmp / "pairs.jsonl", "--max-steps", "4"]  # prefer
+
+
+@pytest.mark.parametrize("recipe", ["classifier", "pretrain", "embedder", "instruct", "reward", "prefer"])
+def test_every_recipe_trains_in_two_processes(recipe, store, tiny_st, tiny_voice_run):
+    tmp, base = store
+    args = _recipe_args(recipe, tmp, base, tiny_st, tiny_voice_run)
+    p = subprocess.run([LIKEME, "train", recipe, *map(str, args), "--batch-size", "4", "--out", str(tmp / "run"), "-q",
+                        "--processes", "2"], env={**os.environ, "LIKEME_HOME": str(tmp / "home")},
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert yaml.safe_load((tmp / "run" / "run.yaml").read_text())["status"] == "done"
+    steps = [r["step"] for r in rows(tmp / "run") if "loss" in r]
+    assert steps and steps == sorted(set(steps))  # each step logged once
+    assert len(p.stdout.strip().splitlines()) <= 3 and "likeme" in p.stdout  # said once, by the main process

@@ -731,6 +731,8 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
     if (n > 1 or strategy != "ddp") and not processes.launched():
         sys.exit(processes.relaunch(ARGV or sys.argv[1:], n, strategy))
     run = train_fn(cfg, progress=not quiet and sys.stderr.isatty() and processes.is_main(), resume=resume)
+    if not processes.is_main():
+        sys.exit(0)  # the main process reports
     return cfg, run, json.loads((run / "metrics.json").read_text("utf-8"))
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from likeme.processes import is_main
+
 
 def read_metrics(run: Path) -> list[dict]:
     """The rows of run/metrics.jsonl (none when the run logged nothing yet)."""
@@ -77,7 +79,8 @@ def curves(run: Path, series: list[tuple[str, str, str]], *, x: str = "step", yl
         ax.legend(handles, [h.get_label() for h in handles], fontsize=8)
     ax.set_title(run.name)
     fig.tight_layout()
-    fig.savefig(path)
+    if is_main():  # several training processes: one writes
+        fig.savefig(path)
     plt.close(fig)
     return path
 
@@ -114,6 +117,7 @@ def confusion(matrix: list[list[int]], labels: list[str], path: Path, title: str
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    if is_main():  # several training processes: one writes
+        fig.savefig(path)
     plt.close(fig)
     return path

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from likeme.errors import LikemeError
-from likeme.paths import atomic_write, first_line, is_disk_full, runs_dir
+from likeme.paths import atomic_dir, atomic_write, first_line, is_disk_full, runs_dir
 from likeme.processes import is_main
 
 RUN_FILE = "run.yaml"
@@ -199,6 +199,20 @@ class Run:
             write_meta(self.path, self.meta)
             write_provenance(self.path, self.meta)
         return self
+
+    @contextmanager
+    def saving_model(self):
+        """A folder to save the model into: `model/`, written whole or not at all (paths.atomic_dir); in a
+        process other than the main one, a scratch folder dropped after (every process saves, as FSDP's
+        gathered weights need, and only the main one's save is kept)."""
+        if self.main:
+            with atomic_dir(self.model_dir) as folder:
+                yield folder
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                yield Path(folder)
 
     def update(self, **fields) -> None:
         self.meta.update(fields)

@@ -200,7 +200,6 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
 
     from likeme import datasets, models, runs
     from likeme.evaluate import perplexity
-    from likeme.paths import atomic_dir
     from likeme.store import Store
 
     # -- setup: the same examples the voice learned from, the teacher's top-k on them, the student ----
@@ -276,7 +275,7 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         # -- save --------------------------------------------------------------------------------
         if cfg.trainable == "lora":
             model = model.merge_and_unload()  # full weights: the run loads without its student's folder
-        with atomic_dir(run.model_dir) as folder:
+        with run.saving_model() as folder:
             model.float().cpu().eval().save_pretrained(folder)
             tok.save_pretrained(folder)
         from likeme import plots

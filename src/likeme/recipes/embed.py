@@ -89,7 +89,6 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
     """Train, evaluate and save a style embedder; returns the run folder. Ctrl-C stops after the current
     step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest one."""
     from likeme import datasets, embedder, plots, runs, tables
-    from likeme.paths import atomic_dir
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.name and not cfg.data:
@@ -164,7 +163,8 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
             max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=0.01,
             # 10% warm-up, then linear decay: the sentence-transformers training examples' schedule.
             lr_scheduler_type="linear", warmup_steps=max(1, total // 10),
-            train_sampling_strategy="sequential")  # _Passes orders each pass in batches of similar length
+            train_sampling_strategy="sequential",  # _Passes orders each pass in batches of similar length
+            ddp_find_unused_parameters=True)  # several processes: an encoder's pooler is unused by mean pooling
 
         def collate(batch: list[tuple]) -> dict:  # arity columns -> {"features": [{input_ids: (B, T), ...}, ...]}
             return {"features": [model.preprocess(list(column)) for column in zip(*batch)]}
@@ -188,9 +188,9 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
                        seconds=run.metrics.rows()[-1]["seconds"])
 
         # -- save --------------------------------------------------------------------------------
-        with atomic_dir(run.model_dir) as folder:
+        with run.saving_model() as folder:
             model.save(str(folder))
-        if calib:
+        if calib and run.main:
             _write_score(run.path, cfg.name, model=calib)
         plots.learning_curves(run.path, right=f"eval_{key}" if eval_rows else None)
         run.finish(figures)

@@ -93,7 +93,6 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     """Tune, evaluate and save; returns the run folder. Ctrl-C: a checkpoint and `runs.Interrupted`."""
     from likeme import datasets, models, plots, runs
     from likeme.evaluate import perplexity
-    from likeme.paths import atomic_dir
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.data:
@@ -149,7 +148,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
                    "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with atomic_dir(run.model_dir) as folder:
+        with run.saving_model() as folder:
             model.save_pretrained(folder)
             tok.save_pretrained(folder)
         plots.learning_curves(run.path, ylabel="loss (nats/token)")

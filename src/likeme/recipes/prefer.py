@@ -62,7 +62,6 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
     """Tune a voice on comparisons, evaluate and save it; returns the run folder (a voice run). Ctrl-C stops
     after the current step with a checkpoint; `resume=True` continues from the latest one."""
     from likeme import models, pairs, plots, runs
-    from likeme.paths import atomic_dir
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not (cfg.from_run and cfg.pairs):
@@ -81,6 +80,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
+    from likeme import processes
     from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
@@ -102,7 +102,9 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
             per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
             learning_rate=cfg.lr, lr_scheduler_type="cosine", warmup_steps=max(1, total // 10),
             beta=cfg.beta, loss_type=[LOSSES[cfg.method]], max_length=cfg.max_length,
-            precompute_ref_log_probs=True, disable_dropout=True)
+            # once, before training; in several processes each step instead (TRL's cached table lives in one
+            # process's temporary folder, which the others cannot read)
+            precompute_ref_log_probs=processes.world_size() == 1, disable_dropout=True)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear", task_type="CAUSAL_LM")
         trainer = tr.make_trainer(run, model, args, train_set, None, progress=progress, total_steps=total,
@@ -122,7 +124,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
                        "val_reward_margin": last[0]["eval_rewards_margins"], "val_loss": last[0]["eval_loss"], **figures}
 
         # -- save --------------------------------------------------------------------------------
-        with atomic_dir(run.model_dir) as folder:  # the new adapter, on the voice
+        with run.saving_model() as folder:  # the new adapter, on the voice
             trainer.model.save_pretrained(folder)
             tok.save_pretrained(folder)
         plots.learning_curves(run.path, ylabel="DPO loss", right="eval_rewards_accuracies" if val_set else None)

@@ -80,7 +80,6 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
 
     from likeme import datasets, models, plots, runs
     from likeme.evaluate import perplexity
-    from likeme.paths import atomic_dir
 
     # -- setup -----------------------------------------------------------------------------------
     run, cfg = runs.start("pretrain", cfg, default_name="pretrain", resume=resume)
@@ -144,7 +143,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
                    "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with atomic_dir(run.model_dir) as folder:
+        with run.saving_model() as folder:
             model.save_pretrained(folder)
             tok.save_pretrained(folder)
         plots.learning_curves(run.path, ylabel="loss (nats/token)")

@@ -65,7 +65,6 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
     """Train, evaluate and save a reward model; returns the run folder. Ctrl-C stops after the current
     step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest one."""
     from likeme import heads, pairs, plots, runs
-    from likeme.paths import atomic_dir
     from likeme.reward import RewardModel, render
 
     # -- setup -----------------------------------------------------------------------------------
@@ -136,7 +135,7 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
         # -- save --------------------------------------------------------------------------------
         if cfg.trainable == "lora":
             model = model.merge_and_unload()
-        with atomic_dir(run.model_dir) as folder:
+        with run.saving_model() as folder:
             model.float().cpu().eval().save_pretrained(folder)
             tok.save_pretrained(folder)
         plots.learning_curves(run.path, ylabel="Bradley-Terry loss", right="eval_accuracy" if val else None)

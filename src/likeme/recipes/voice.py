@@ -101,7 +101,6 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
     from likeme import datasets, models, plots, recall, runs
     from likeme.evaluate import perplexity
-    from likeme.paths import atomic_dir
     from likeme.store import Store
 
     # -- setup -----------------------------------------------------------------------------------
@@ -194,7 +193,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with atomic_dir(run.model_dir) as folder:  # the adapter (LoRA) or the full weights, and the tokenizer
+        with run.saving_model() as folder:  # the adapter (LoRA) or the full weights, and the tokenizer
             model.save_pretrained(folder)
             tok.save_pretrained(folder)
         plots.learning_curves(run.path, ylabel="loss (nats/token)")

@@ -117,9 +117,8 @@ def save(run, model, tok, names: list[str], confusion: list | None, ylabel: str)
     """model/ (the whole classifier in fp32 with its tokenizer, as `classifier.load_classifier` reads it),
     plots/loss.png (with validation macro-F1) and plots/confusion.png (validation)."""
     from likeme import plots
-    from likeme.paths import atomic_dir
 
-    with atomic_dir(run.model_dir) as folder:
+    with run.saving_model() as folder:
         model.float().cpu().eval().save_pretrained(folder)
         tok.save_pretrained(folder)
     plots.learning_curves(run.path, ylabel=ylabel, right="eval_macro_f1" if confusion is not None else None)

@@ -158,8 +158,8 @@ def _evaluating(fn, base=Trainer):
 def fit(trainer: Trainer, run, *, resume: bool = False) -> None:
     """Train, from the run's latest checkpoint when resuming (metrics.jsonl keeps each step once).
     On Ctrl-C: the current step ends, a checkpoint is written, and `runs.Interrupted` is raised.
-    In several processes (likeme.processes) all of them train; then all but the main one exit, so that
-    the recipe's final evaluation and save happen once."""
+    In several processes (likeme.processes) all of them train and go on through the recipe's evaluation
+    and save (the Trainer's evaluation gathers from all of them); only the main one writes (runs.Run)."""
     checkpoint = run.latest_checkpoint() if resume else None
     run.metrics.truncate_after(int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0)
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnInterrupt))
@@ -168,7 +168,7 @@ def fit(trainer: Trainer, run, *, resume: bool = False) -> None:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         finally:
             run.metrics.close()
-    if not run.main:
-        raise SystemExit(0)
     if stop.requested:
+        if not run.main:
+            raise SystemExit(0)  # the main process says it, and exits 130
         raise Interrupted(run.path, trainer.state.global_step, run.recipe)
