@@ -698,8 +698,8 @@ def train_command(name: str, config_cls):
                               help="With --processes: ddp copies the model into each process (CPU or GPU); fsdp "
                                    "and deepspeed (ZeRO-2) shard it over GPUs.")(fn)
             fn = click.option("--processes", type=click.IntRange(1), default=1, metavar="N",
-                              help="Train in N processes, data-parallel (torchrun on CPUs, accelerate launch on "
-                                   "GPUs: one per GPU); --batch-size is per process.")(fn)
+                              help="Train in N processes, data-parallel: N CPU processes (gloo), or one per GPU "
+                                   "through accelerate launch; --batch-size is per process.")(fn)
         fn = click.option("--resume", is_flag=True,
                           help="Continue an unfinished run (--out RUN) from its latest checkpoint.")(fn)
         fn = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -711,9 +711,8 @@ def train_command(name: str, config_cls):
 def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resume: bool):
     """The config from YAML and flags, the recipe run with a progress bar on a terminal; returns
     (config, run folder, its metrics.json). Ctrl-C stops after the current step with a checkpoint."""
-    from likeme.config import from_sources
-
     from likeme import processes
+    from likeme.config import from_sources
 
     n, strategy = flags.pop("processes", 1) or 1, flags.pop("strategy", "ddp") or "ddp"
     cfg = from_sources(config_cls, config_file, flags)
