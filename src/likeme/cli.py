@@ -745,9 +745,10 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
 @click.option("--lora-r", type=click.IntRange(1), default=32, show_default=True, help="LoRA rank.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps (default: likeme train voice's).")
+@click.option("--packing/--no-packing", default=True, show_default=True, help="Padding-free batches, as the voice trains.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @db_option
-def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, as_json, db):
+def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, packing, as_json, db):
     """Before training a voice: the method, LoRA rank, batch, precision and steps for this data and this
     machine, the expected time per step and peak memory, and whether it fits.
 
@@ -756,7 +757,7 @@ def plan(name, base, method, batch_size, block_size, lora_r, precision, max_step
     from likeme.plan import plan_voice, render
 
     p = plan_voice(name, base=base, db=db, method=method, batch=batch_size, block_size=block_size, lora_r=lora_r,
-                   precision=precision, steps=max_steps)
+                   precision=precision, steps=max_steps, packing=packing)
     click.echo(json.dumps(p, indent=2) if as_json else render(p))
 
 

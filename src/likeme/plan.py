@@ -174,9 +174,12 @@ class Estimate:
 
 def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str = "lora", lora_r: int = 32,
              batch: int = 8, precision: str = "fp32", precision_why: str = "", steps: int = 100, eval_every: int = 20,
-             eval_examples: int = 64, last_blocks: int = 2, baseline_bytes: int | None = None) -> Estimate:
-    """Time per step, time in all and peak memory of training `shape` on examples of `lengths` tokens."""
-    pad = padded_length(lengths, batch)
+             eval_examples: int = 64, last_blocks: int = 2, baseline_bytes: int | None = None,
+             packing: bool = True) -> Estimate:
+    """Time per step, time in all and peak memory of training `shape` on examples of `lengths` tokens, in
+    padding-free batches (packing, the voice's default) or padded ones (the longest example sets the length)."""
+    mean = sum(lengths) / len(lengths)
+    pad = mean if packing else padded_length(lengths, batch)
     tokens = batch * pad
     fwd = shape.forward_flops(int(tokens), int(pad))
     backward = {"lora": 1.0, "all": 2.0}.get(method)
@@ -191,7 +194,7 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
     trained = shape.trained(method, lora_r, last_blocks)
     optimizer = trained * 16 / 5e9  # AdamW reads and writes ~16 bytes a weight, at ~5 GB/s on a laptop
     step = fwd * (1 + backward) / rate + optimizer + STEP_OVERHEAD_S
-    eval_pad = padded_length(lengths, batch)
+    eval_pad = padded_length(lengths, batch)  # evaluation batches are padded
     evaluation = eval_examples / batch * shape.forward_flops(int(batch * eval_pad), int(eval_pad)) / rate
     total = steps * step + (steps // max(1, eval_every)) * evaluation
     width = 2 if precision in ("bf16", "fp16") and machine.device == "cuda" else 4
@@ -214,7 +217,7 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
 
 def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine, *, method: str | None = None,
               batch: int | None = None, lora_r: int = 32, precision: str = "auto", steps: int | None = None,
-              eval_every: int | None = None, max_batch: int = 8) -> Estimate:
+              eval_every: int | None = None, max_batch: int = 8, packing: bool = True) -> Estimate:
     """The plan: the method (LoRA unless full fine-tuning fits a GPU with room to spare and the data is large),
     the largest batch up to `max_batch` that fits, precision.choose's precision, and trainer.plan's steps.
     When nothing fits, the smallest plan with `fits=False` and what to change."""
@@ -223,7 +226,8 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
 
     chosen = prec.choose(precision, machine.device, inference=False)
     if method is None:
-        full = estimate(shape, lengths, machine, method="all", batch=batch or max_batch, precision=chosen.name)
+        full = estimate(shape, lengths, machine, method="all", batch=batch or max_batch, precision=chosen.name,
+                        packing=packing)
         method = "all" if machine.device == "cuda" and examples >= 5000 and full.peak_bytes < 0.5 * machine.available \
             else "lora"
     sizes = [batch] if batch else [b for b in (max_batch, 4, 2, 1) if b <= max_batch]
@@ -231,7 +235,7 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
     for b in sizes:
         p = steps_plan(examples, b, max_steps=steps, eval_every=eval_every)
         e = estimate(shape, lengths, machine, method=method, lora_r=lora_r, batch=b, precision=chosen.name,
-                     precision_why=chosen.why, steps=p.total, eval_every=p.eval_every)
+                     precision_why=chosen.why, steps=p.total, eval_every=p.eval_every, packing=packing)
         best = e
         if e.fits:
             break
@@ -249,7 +253,8 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
 
 def plan_voice(name: str, *, base: str = "smollm2-135m", db: str | None = None, method: str | None = None,
                batch: int | None = None, block_size: int = 512, context_turns: int = 8, lora_r: int = 32,
-               precision: str = "auto", steps: int | None = None, machine: Machine | None = None) -> dict:
+               precision: str = "auto", steps: int | None = None, machine: Machine | None = None,
+               packing: bool = True) -> dict:
     """The plan for `likeme train voice --as NAME` with these settings: data, model, machine, estimate."""
     from likeme import datasets, models
     from likeme.store import Store
@@ -263,8 +268,8 @@ def plan_voice(name: str, *, base: str = "smollm2-135m", db: str | None = None, 
     shape = Shape.of(base)
     machine = machine or Machine.here()
     est = recommend(shape, lengths, len(lengths), machine, method=method, batch=batch, lora_r=lora_r,
-                    precision=precision, steps=steps)
-    return {"name": name, "base": base, "examples": len(lengths), "heldout": len(data.heldout),
+                    precision=precision, steps=steps, packing=packing)
+    return {"name": name, "base": base, "packing": packing, "examples": len(lengths), "heldout": len(data.heldout),
             "tokens": sum(lengths), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
             "shape": asdict(shape), "machine": asdict(machine), "estimate": asdict(est)}
 
@@ -287,7 +292,7 @@ def render(p: dict) -> str:
         f"Plan: {method} ({e['trained_params'] / 1e6:.2f}M weights trained), batch {e['batch']}, precision "
         f"{e['precision']}{' (' + e['precision_why'] + ')' if e['precision_why'] else ''}, {e['steps']} steps, "
         f"an evaluation every {e['eval_every']}",
-        f"Expected: {e['step_seconds']:.2f} s a step ({e['padded_tokens_per_step']:.0f} tokens with padding), "
+        f"Expected: {e['step_seconds']:.2f} s a step ({e['padded_tokens_per_step']:.0f} tokens), "
         f"{_duration(e['total_seconds'])} in all; peak memory {e['peak_bytes'] / GiB:.1f} GiB of "
         f"{m['available'] / GiB:.1f} GiB available: {'fits' if e['fits'] else 'does NOT fit'}",
         "  memory: " + ", ".join(f"{k} {v / GiB:.2f} GiB" for k, v in e["parts"].items()),
@@ -295,7 +300,7 @@ def render(p: dict) -> str:
     if e["advice"]:
         lines.append(e["advice"])
     lines.append(f"  likeme train voice --as {_quote(p['name'])} --base {p['base']} {flags} --batch-size {e['batch']} "
-                 f"--precision {e['precision']} --max-steps {e['steps']}")
+                 f"--precision {e['precision']} --max-steps {e['steps']}" + ("" if p.get("packing", True) else " --no-packing"))
     return "\n".join(lines)
 
 
