@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         results["plan"] = {}
         for label, (store_db, who) in dbs.items():
             planned = json.loads(run(env, "plan", "--as", who, "--db", store_db, "--max-steps", args.steps, "--json"))
-            folder = out / f"plan-{who.lower()}"
+            folder = out / ("plan-" + "".join(c if c.isalnum() else "-" for c in label))
             if not (folder / "metrics.json").is_file():
                 subprocess.run(["rm", "-rf", str(folder)])
                 run(env, "train", "voice", "--as", who, "--db", store_db, "--max-steps", args.steps, "--eval-every", 1000,
