@@ -52,7 +52,7 @@ def test_a_plan_that_does_not_fit_says_what_to_change(tiny_lm):
     short = plan.estimate(shape, [100] * 50, roomy, steps=10)
     assert 1.8 < (long.step_seconds - plan.STEP_OVERHEAD_S) / (short.step_seconds - plan.STEP_OVERHEAD_S) < 2.6
     padded = plan.estimate(shape, [20] * 40 + [200] * 10, roomy, steps=10, packing=False)
-    packed = plan.estimate(shape, [20] * 40 + [200] * 10, roomy, steps=10)
+    packed = plan.estimate(shape, [20] * 40 + [200] * 10, roomy, steps=10, packing=True)
     assert padded.padded_tokens_per_step > 2 * packed.padded_tokens_per_step  # padding to the longest costs
 
 

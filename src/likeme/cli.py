@@ -745,7 +745,7 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
 @click.option("--lora-r", type=click.IntRange(1), default=32, show_default=True, help="LoRA rank.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps (default: likeme train voice's).")
-@click.option("--packing/--no-packing", default=True, show_default=True, help="Padding-free batches, as the voice trains.")
+@click.option("--packing/--no-packing", default=False, show_default=True, help="Plan padding-free batches (train voice --packing).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @db_option
 def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, packing, as_json, db):

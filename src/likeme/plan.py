@@ -175,7 +175,7 @@ class Estimate:
 def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str = "lora", lora_r: int = 32,
              batch: int = 8, precision: str = "fp32", precision_why: str = "", steps: int = 100, eval_every: int = 20,
              eval_examples: int = 64, last_blocks: int = 2, baseline_bytes: int | None = None,
-             packing: bool = True) -> Estimate:
+             packing: bool = False) -> Estimate:
     """Time per step, time in all and peak memory of training `shape` on examples of `lengths` tokens, in
     padding-free batches (packing, the voice's default) or padded ones (the longest example sets the length)."""
     mean = sum(lengths) / len(lengths)
@@ -208,6 +208,10 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
         "gradients and AdamW state": trained * 12,
         "activations": int(tokens * shape.layers * shape.hidden * ACTIVATION_FLOATS * width),
         "logits": int(tokens * shape.vocab * 4 * LOGIT_COPIES),
+        # attention weights kept for the backward pass where the kernel materialises them (a CPU, a packed
+        # row's mask): heads x rows x length^2, a packed row being the whole batch long
+        "attention": int(shape.heads * shape.layers * 4 * (tokens ** 2 if packing else batch * pad ** 2))
+        if machine.device == "cpu" else 0,
     }
     peak = sum(parts.values())
     return Estimate(method, lora_r if method == "lora" else None, batch, precision, precision_why, steps, eval_every,
@@ -217,7 +221,7 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
 
 def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine, *, method: str | None = None,
               batch: int | None = None, lora_r: int = 32, precision: str = "auto", steps: int | None = None,
-              eval_every: int | None = None, max_batch: int = 8, packing: bool = True) -> Estimate:
+              eval_every: int | None = None, max_batch: int = 8, packing: bool = False) -> Estimate:
     """The plan: the method (LoRA unless full fine-tuning fits a GPU with room to spare and the data is large),
     the largest batch up to `max_batch` that fits, precision.choose's precision, and trainer.plan's steps.
     When nothing fits, the smallest plan with `fits=False` and what to change."""
@@ -254,7 +258,7 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
 def plan_voice(name: str, *, base: str = "smollm2-135m", db: str | None = None, method: str | None = None,
                batch: int | None = None, block_size: int = 512, context_turns: int = 8, lora_r: int = 32,
                precision: str = "auto", steps: int | None = None, machine: Machine | None = None,
-               packing: bool = True) -> dict:
+               packing: bool = False) -> dict:
     """The plan for `likeme train voice --as NAME` with these settings: data, model, machine, estimate."""
     from likeme import datasets, models
     from likeme.store import Store
@@ -300,7 +304,7 @@ def render(p: dict) -> str:
     if e["advice"]:
         lines.append(e["advice"])
     lines.append(f"  likeme train voice --as {_quote(p['name'])} --base {p['base']} {flags} --batch-size {e['batch']} "
-                 f"--precision {e['precision']} --max-steps {e['steps']}" + ("" if p.get("packing", True) else " --no-packing"))
+                 f"--precision {e['precision']} --max-steps {e['steps']}" + (" --packing" if p.get("packing") else ""))
     return "\n".join(lines)
 
 

@@ -58,10 +58,12 @@ class VoiceConfig:
     group_by_length: bool = field(default=False, metadata={
         "help": "Batches of examples of similar length, in random order (less padding per batch; off by "
                 "default: on chat replies it gave no gain per CPU minute)."})
-    packing: bool = field(default=True, metadata={
+    packing: bool = field(default=False, metadata={
         "help": "Padding-free batches: a batch's examples side by side in one row, each attending only to itself "
-                "(position ids restart), so no step computes padding. On chatterbot (bench/scale.py, CPU): 1.67x the "
-                "real tokens/s of padded batches and 55% of the peak memory, the same held-out loss."})
+                "(position ids restart), so no step computes padding. On chatterbot's short replies (bench/scale.py, "
+                "CPU): 1.67x the real tokens/s of padded batches, 55% of the peak memory, the same held-out loss. Off "
+                "by default: on a CPU the row's mask makes attention quadratic in the whole row, and long examples "
+                "(Shakespeare, 331 tokens on average) peaked at 13.8 GiB."})
     block_size: int = field(default=512, metadata={
         "help": "Tokens per example (persona: context is cut from the oldest turn; transcript: block length)."})
     context_turns: int = field(default=8, metadata={
