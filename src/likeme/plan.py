@@ -1,10 +1,9 @@
 """Before training: what to train, how, and whether it fits this machine (`likeme plan`).
 
-    >>> p = plan_voice("Robin", base="smollm2-135m")
-    >>> print(render(p))
-    Data: 1,791 training examples, 171,874 tokens (96 per example on average, 512 at most)
-    ...
-    Expected: 6.1 s a step, 23 min in all; peak memory 3.1 GiB of 11.9 GiB available: fits
+    >>> p = plan_voice("Robin", base="smollm2-135m", steps=10, packing=True)   # the chatterbot chat, one thread
+    >>> p["examples"], round(p["mean_tokens"], 1), round(p["estimate"]["step_seconds"], 2)
+    (1588, 64.2, 8.53)                     # measured on that run: 11.1 s a step (BENCHMARKS.md "Planning")
+    >>> print(render(p))                   # data, model, machine, the plan, the expected cost, the command
 
 From the dataset (examples and their token lengths), the model's shape (config.json: no weights are
 loaded) and this machine (cores, memory, GPU and its memory, native bf16, and a matrix product timed
