@@ -11,9 +11,9 @@ shipped in configs/accelerate/; CPU processes are started by `relaunch` (see why
 Trainer finds the process group in the environment (RANK, WORLD_SIZE, ...).
 
 Every process runs the same recipe; transformers' Trainer splits each global batch between them and
-averages the gradients. Only the main process (rank 0) writes the run folder, prints and plots; the
-others leave after the last training step (`training.trainer.fit`), so the final evaluation and the
-save happen once. Decisions a process takes alone (stop on Ctrl-C, stop at a time budget, the schedule
+averages the gradients. Every process goes on through the recipe's evaluation and save (the Trainer's
+evaluation gathers from all of them, FSDP's save gathers the weights), and only the main one (rank 0)
+writes the run folder, prints and plots (runs.Run, plots). Decisions a process takes alone (stop on Ctrl-C, stop at a time budget, the schedule
 that budget stretches) are taken by rank 0 and sent to the rest, so that no process waits forever for
 a step the others skipped.
 """
@@ -48,28 +48,34 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
-def from_main(value: float) -> float:
-    """rank 0's `value`, in every process (the value itself when there is one process)."""
+def _shared(value: float):
+    """`value` as a one-element tensor where the process group's backend can send it; None with one process."""
     import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    return torch.tensor([float(value)], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+
+
+def from_main(value: float) -> float:
+    """rank 0's `value`, in every process (the value itself when there is one process)."""
+    import torch.distributed as dist
+
+    t = _shared(value)
+    if t is None:
         return value
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.broadcast(t, src=0)
     return float(t.item())
 
 
 def any_process(flag: bool) -> bool:
     """True in every process when `flag` is true in any of them (a Ctrl-C seen by one)."""
-    import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    t = _shared(1.0 if flag else 0.0)
+    if t is None:
         return flag
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
