@@ -101,10 +101,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-    from likeme.classifier import load_classifier
-    from likeme.evaluate import classification_metrics
+    from likeme.check.evaluate import classification_metrics
+    from likeme.data.tables import read_labelled as read_table
     from likeme.recipes.classify import ClassifyConfig, train_classifier
-    from likeme.tables import read_labelled as read_table
+    from likeme.use.classifier import load_classifier
 
     about = machine()
     started = datetime.now()

@@ -38,8 +38,8 @@ def write_csv(path: Path, texts, labels) -> Path:
 
 
 def score(run: Path, test_x, test_y, batch_size: int) -> dict:
-    from likeme.classifier import load_classifier
-    from likeme.evaluate import classification_metrics
+    from likeme.check.evaluate import classification_metrics
+    from likeme.use.classifier import load_classifier
 
     clf = load_classifier(run, device="cpu")
     clf.predict(test_x[:batch_size], batch_size=batch_size)  # warm-up: first-call allocations
@@ -82,9 +82,9 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from likeme.data.tables import read_labelled
     from likeme.recipes.classify import ClassifyConfig, train_classifier
     from likeme.recipes.distill import DistillConfig, train_distill
-    from likeme.tables import read_labelled
 
     about, started = machine(), datetime.now()
     all_x, all_y = read_labelled(args.data / "train.csv", "text", "category")

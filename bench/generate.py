@@ -117,16 +117,19 @@ def voice_perplexity(run: str, data: str, name: str, precision: str, replies: in
     merged in fp32 and then cast, as generate.load does)."""
     from datetime import timedelta
 
-    from likeme import datasets, evaluate, generate, runs
+    from likeme import runs
+    from likeme.check import evaluate
+    from likeme.data.examples import even_sample, persona_dataset
+    from likeme.use import generate
 
     voice = generate.load(run, precision=precision)
     meta = runs.read_meta(run)
     cfg = runs.voice_config(meta)
     with evaluate._temporary_store(data, None, None) as store:
-        examples = datasets.persona_dataset(store, name, voice.tokenizer, context_turns=cfg.get("context_turns", 8),
+        examples = persona_dataset(store, name, voice.tokenizer, context_turns=cfg.get("context_turns", 8),
                                             max_length=cfg.get("block_size", 512), heldout=0.0,
                                             gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
-    return evaluate.perplexity(voice.model, datasets.even_sample(examples, replies), voice.tokenizer.pad_token_id)
+    return evaluate.perplexity(voice.model, even_sample(examples, replies), voice.tokenizer.pad_token_id)
 
 
 def bare_llama(path: Path, tokens: int, repeats: int) -> dict:
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from likeme import generate, llama
+    from likeme.use import generate, llama
 
     rows: dict[str, dict] = {}
 

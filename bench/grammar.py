@@ -220,7 +220,9 @@ class TransformersCfg(Library):
 
     def setup(self, tok):
         from transformers_cfg.tokenization.byte_trie import ByteTrie
-        from transformers_cfg.tokenization.middle.TokenizerMiddleMapping import TokenizerMiddleMapping
+        from transformers_cfg.tokenization.middle.TokenizerMiddleMapping import (
+            TokenizerMiddleMapping,
+        )
 
         # Under transformers 5 AutoTokenizer gives a TokenizersBackend, which it does not map; loading the
         # same files as GPT2TokenizerFast gets further, then it downloads the "gpt2" tokenizer from the hub.
@@ -340,8 +342,8 @@ def table(rows: list[dict]) -> str:
 
 def in_likeme(run: str, replies: int = 8) -> dict:
     """What constraining costs where it is used: new tokens per second of `Voice.reply` on `run`, free and
-    with json_object / the flat schema (llguidance through likeme.grammar), greedy, 64 new tokens at most."""
-    from likeme import generate
+    with json_object / the flat schema (llguidance through likeme.use.grammar), greedy, 64 new tokens at most."""
+    from likeme.use import generate
 
     voice = generate.load(run)
     voice.reply(["hi"], max_new_tokens=4)  # warm

@@ -66,8 +66,8 @@ def make_export(n: int, seed: int = 0) -> str:
 
 
 def run_likeme(path: Path) -> int:
-    import likeme.ingest
-    return len(list(likeme.ingest.parse(path)))
+    import likeme.data.ingest
+    return len(list(likeme.data.ingest.parse(path)))
 
 
 def run_whatstk(path: Path) -> int:
@@ -85,7 +85,8 @@ def run_chatminer(path: Path) -> int:
 
 
 def version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version as v
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as v
     try:
         return v(dist)
     except PackageNotFoundError:

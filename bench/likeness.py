@@ -125,17 +125,18 @@ def main(argv=None) -> int:
 
     # 4-5: write replies to B's contexts, judge them
     os.environ.update(steps.env)
-    from likeme import datasets, generate
-    from likeme.evaluate import reply_figures
-    from likeme.judge import load_judge
-    from likeme.store import Store
+    from likeme.check.evaluate import reply_figures
+    from likeme.data import examples
+    from likeme.data.store import Store
+    from likeme.use import generate
+    from likeme.use.judge import load_judge
 
     with Store(work / "b.db") as store:
         if not store.sources():
             store.ingest_path(chats / "WhatsApp Chat with Robin (B).txt")
-        sessions = datasets.reply_sessions(store, NAME, heldout=0.0)[0]
-        picked = datasets.even_sample(datasets.replies(sessions, NAME, 8), args.samples)
-        texts, is_name, around = datasets.turns_in_context(sessions, NAME, 8)
+        sessions = examples.reply_sessions(store, NAME, heldout=0.0)[0]
+        picked = examples.even_sample(examples.replies(sessions, NAME, 8), args.samples)
+        texts, is_name, around = examples.turns_in_context(sessions, NAME, 8)
     contexts, real = [r.context for r in picked], [r.reply.text for r in picked]
     written_file = work / "written.json"
     written = json.loads(written_file.read_text()) if written_file.is_file() else {}

@@ -47,18 +47,19 @@ def bare_loop(tok_dir: Path, steps: int, block: int) -> dict:
     """The same model and work as the recipe, in a plain loop (nanoGPT's train.py without its extras)."""
     import torch
 
-    from likeme import datasets, models
-    from likeme.evaluate import perplexity
+    from likeme import models
+    from likeme.check.evaluate import perplexity
+    from likeme.data.text import blocks, token_stream
     from likeme.recipes.pretrain import PretrainConfig, build_model
 
     cfg = PretrainConfig(block_size=block, max_steps=steps)
     torch.manual_seed(0)
     tok = models.load_tokenizer(str(tok_dir))
-    stream = datasets.token_stream([tok(TEXT.read_text(), add_special_tokens=False, verbose=False)["input_ids"]],
+    stream = token_stream([tok(TEXT.read_text(), add_special_tokens=False, verbose=False)["input_ids"]],
                                    tok.eos_token_id)
     cut = int(len(stream) * 0.9)
     train = torch.tensor(stream[:cut][: cut // block * block]).view(-1, block)  # (N, T)
-    heldout = datasets.blocks(stream[cut:], block)
+    heldout = blocks(stream[cut:], block)
     evals = heldout[:: max(1, -(-len(heldout) // cfg.eval_max))]
     model = build_model(len(tok), cfg, tok).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

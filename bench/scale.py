@@ -116,7 +116,7 @@ def main(argv=None) -> int:
                 subprocess.run(["rm", "-rf", str(folder)])
                 run(env, "train", "voice", "--as", who, "--db", store_db, "--max-steps", args.steps, "--eval-every", 1000,
                     "--out", folder, "-q")
-            from likeme.plan import measured
+            from likeme.training.plan import measured
 
             got = measured(folder)
             e = planned["estimate"]

@@ -54,8 +54,8 @@ def tokenizer_for_bench():
 
 
 def make_store(path: Path, n_sessions: int = 300):
-    from likeme.ingest import Message
-    from likeme.store import Store
+    from likeme.data.ingest import Message
+    from likeme.data.store import Store
 
     words = "ok yes no maybe tomorrow lunch coffee train late sorry thanks great see you there haha".split()
     msgs, t = [], datetime(2024, 1, 1, 9)
@@ -74,7 +74,7 @@ def make_store(path: Path, n_sessions: int = 300):
 def bare_loop(base: Path, blocks: list[dict], args, device) -> float:
     from transformers import AutoModelForCausalLM
 
-    from likeme.datasets import collate
+    from likeme.batching import collate
 
     model = AutoModelForCausalLM.from_pretrained(base).to(device)
     if args.method == "lora":
@@ -135,8 +135,8 @@ def main():
         tok = tokenizer_for_bench()
         base = build_base(tmp / "base", tok)
         make_store(tmp / "bench.db")
-        from likeme.datasets import transcript_dataset
-        from likeme.store import Store
+        from likeme.data.examples import transcript_dataset
+        from likeme.data.store import Store
         with Store(tmp / "bench.db") as store:
             blocks = transcript_dataset(store, "Ana", tok, block_size=args.block_size, loss_on="all",
                                         heldout=0.05).train

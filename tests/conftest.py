@@ -57,8 +57,9 @@ def tiny_st(_tiny_models, tmp_path) -> Path:
 def tiny_voice_run(_tiny_models, tmp_path_factory) -> Path:
     """A LoRA voice run of Ana (2 steps on the three-person store from the tiny causal LM), trained once per
     session: for tests that read a run (export, backends, precision) and write only inside RUN/export."""
+    from tiny import three_person_store
+
     from likeme.recipes.voice import VoiceConfig, train_voice
-    from test_datasets import three_person_store
 
     tmp = tmp_path_factory.mktemp("voice-run")
     three_person_store(tmp / "s.db").close()

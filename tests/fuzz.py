@@ -17,9 +17,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-import likeme.ingest
+import likeme.data.ingest
+from likeme.data.ingest import KINDS, Message
 from likeme.errors import IngestError
-from likeme.ingest import KINDS, Message
 
 
 def _set_bytes(valid: bytes, changes: list[tuple[int, int]]) -> bytes:
@@ -95,9 +95,9 @@ def assert_parses_or_ingest_error(data: bytes, filename: str, format: str, *, pr
         path = Path(d) / (filename if target is None else target)
         try:
             if direct:
-                msgs = list(likeme.ingest.formats()[format].parse(path))
+                msgs = list(likeme.data.ingest.formats()[format].parse(path))
             else:
-                msgs = list(likeme.ingest.parse(path, format=format))
+                msgs = list(likeme.data.ingest.parse(path, format=format))
         except IngestError as e:
             if direct:
                 assert str(path) in str(e), e
@@ -109,5 +109,5 @@ def assert_parses_or_ingest_error(data: bytes, filename: str, format: str, *, pr
             assert isinstance(m.author, str) and isinstance(m.text, str), m
             assert isinstance(m.sent_at, datetime), m
         if direct:
-            assert list(likeme.ingest.parse(path, format=format)) == msgs
+            assert list(likeme.data.ingest.parse(path, format=format)) == msgs
         return msgs

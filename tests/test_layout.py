@@ -9,8 +9,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "likeme"
 
 # What a user of a trained run loads; none of it may reach likeme.training or likeme.recipes.
-INFERENCE = ["likeme.generate", "likeme.classifier", "likeme.embedder", "likeme.inference", "likeme.evaluate",
-             "likeme.index", "likeme.heads", "likeme.models", "likeme.runs", "likeme.datasets", "likeme"]
+INFERENCE = ["likeme.use.generate", "likeme.use.classifier", "likeme.use.embedder", "likeme.use.load", "likeme.check.evaluate",
+             "likeme.use.index", "likeme.use.heads", "likeme.models", "likeme.runs", "likeme.data.examples", "likeme.prompts", "likeme.batching", "likeme"]
 
 
 def modules() -> dict[str, Path]:

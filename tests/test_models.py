@@ -15,9 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tiny import CHATML_TEMPLATE, save_tiny_gguf, tiny_causal_lm, tiny_tokenizer  # noqa: E402
+
 from likeme import models, paths  # noqa: E402
 from likeme.errors import LikemeError  # noqa: E402
-from tiny import CHATML_TEMPLATE, save_tiny_gguf, tiny_causal_lm, tiny_tokenizer  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "can you bring the cake?"}]
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny import likeme_cli
 
 from likeme import precision
 from likeme.errors import LikemeError
-from tiny import likeme_cli
 
 
 def test_names_and_errors():
@@ -31,7 +31,8 @@ def test_auto_on_this_cpu_follows_the_flags():
 
 def test_lora_is_merged_in_fp32_then_cast(tiny_voice_run):
     """bf16's 8-bit mantissa would round much of a LoRA update away if the sum were taken in bf16."""
-    from likeme import generate, models
+    from likeme import models
+    from likeme.use import generate
 
     bf16 = generate.load(tiny_voice_run, precision="bf16")
     assert bf16.precision.name == "bf16" and bf16.model.dtype == torch.bfloat16

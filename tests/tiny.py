@@ -115,13 +115,13 @@ def save_tiny_causal_lm(folder: str | Path, *, seed: int = 0) -> Path:
 
 
 def save_tiny_gguf(path: str | Path, *, seed: int = 0, quantize: str = "F32") -> Path:
-    """Write the tiny model and tokenizer as a llama.cpp GGUF file (`likeme.export.write_gguf`), as
+    """Write the tiny model and tokenizer as a llama.cpp GGUF file (`likeme.use.export.write_gguf`), as
     SmolLM2's is packaged.
 
     `quantize="Q8_0"` stores the 2-D weights 8-bit (what llama.cpp calls Q8_0) to exercise dequantizing;
     "F32" stores them exactly, so loading the file gives back the tiny model's logits bit for bit.
     """
-    from likeme.export import write_gguf
+    from likeme.use.export import write_gguf
 
     tokenizer = tiny_tokenizer()
     return write_gguf(tiny_causal_lm(tokenizer, seed=seed), tokenizer, path, quant=quantize.lower(),
@@ -156,7 +156,14 @@ ROWS = [("where is my card", "card"), ("my card never came", "card"), ("card not
 def save_tiny_bert(folder: Path) -> Path:
     """A 2-layer BERT (hidden 32) with a WordPiece tokenizer trained in memory, saved like any model folder."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -200,7 +207,15 @@ def save_tiny_sentence_model(folder: Path) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -248,8 +263,7 @@ def likeme_cli(*args, input: str | None = None):
     import subprocess
 
     from click.testing import CliRunner
-
-    from likeme.cli import main
+    from likeme.cli.main import main
 
     argv = [str(a) for a in args]
     with CliRunner().isolation(input=input) as streams:
@@ -273,3 +287,31 @@ def chromium() -> str | None:
 
     return next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()),
                 shutil.which("chromium"))
+
+
+# A small group chat in a store, and instruction records: shared by the tests of several layers
+
+def three_person_store(path, sessions=12):
+    """A store with `sessions` sessions of one group chat: Sam, Ana (three turns) and Bo (one photo)."""
+    from datetime import datetime, timedelta
+
+    from likeme.data.ingest import Message
+    from likeme.data.store import Store
+
+    msgs, t = [], datetime(2024, 1, 1, 9)
+    for s in range(sessions):
+        for who, text in [("Sam", f"hi {s}"), ("Ana", "hey"), ("Ana", "what's up"), ("Bo", "yo"),
+                          ("Ana", "ok"), ("Sam", "pic"), ("Bo", "")]:
+            kind = "media" if who == "Bo" and not text else "text"
+            msgs.append(Message("t", "group", who, t, text, kind))
+            t += timedelta(minutes=1)
+        t += timedelta(hours=12)  # a new session every time
+    store = Store(path)
+    store.add_messages(msgs)
+    return store
+
+
+RECORDS = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
+           {"instruction": "Say hi.", "input": "", "output": "hi there"},
+           {"instruction": "Name a colour.", "output": "blue"},
+           {"instruction": "Say bye.", "input": "", "output": "see you"}] * 3

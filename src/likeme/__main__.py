@@ -1,5 +1,5 @@
 """`python -m likeme` is the `likeme` command (what `accelerate launch -m likeme` and torchrun run)."""
-from likeme.cli import main
+from likeme.cli.main import main
 
 if __name__ == "__main__":
     main()

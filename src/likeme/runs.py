@@ -117,14 +117,6 @@ def versions() -> dict:
     return out
 
 
-def file_data(path: str | Path) -> dict:
-    """Provenance of a data file: {"file": "/abs/labels.csv", "sha256": "..."}"""
-    from likeme.store import sha256_of
-
-    path = Path(path)
-    return {"file": str(path.resolve()), "sha256": sha256_of(path)}
-
-
 class Interrupted(LikemeError):
     """Training stopped by Ctrl-C after a step, with a checkpoint that --resume continues from."""
 
@@ -285,7 +277,7 @@ def write_provenance(run: Path, meta: dict) -> dict:
     card = {"recipe": meta.get("recipe"), "created": meta.get("created"), "base": meta.get("base"),
             "as": meta.get("as"), "data": data}
     if data.get("store") and Path(data["store"]).is_file():
-        from likeme.store import Store
+        from likeme.data.store import Store
 
         with Store(data["store"]) as store:
             card["data"] = store.provenance_card(meta.get("as") if "as" in meta else None)

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from likeme.config import precision_field
 from likeme.errors import LikemeError
-
-from likeme.training.classifying import DEFAULT_TEMPLATE, MAX_LENGTH_CAP  # light: no torch at import
+from likeme.training.classifying import MAX_LENGTH_CAP  # light: no torch at import
 
 TRAINABLE = ["last-blocks", "all", "head", "lora"]
 
@@ -112,8 +111,10 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
     Example: train_classifier(ClassifyConfig(data="banking77/train.csv", label_column="category"))
       -> Path("~/.likeme/runs/train-classifier") with run.yaml, model/, metrics.json(l), plots/
     """
-    from likeme import datasets, heads, runs
+    from likeme import batching, runs
+    from likeme.data.labels import class_weights, label_order, stratified_split
     from likeme.training import classifying
+    from likeme.use import heads
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and bool(cfg.data) == bool(cfg.label_by):
@@ -122,20 +123,21 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
     run, cfg = runs.start("classifier", cfg, default_name=default, resume=resume)
     texts, labels, provenance = classifying.labelled_texts(cfg.data, cfg.text_column, cfg.label_column, db=cfg.db,
                                                            min_messages=cfg.min_messages)
-    names = datasets.label_order(labels)
+    names = label_order(labels)
     if len(names) < 2:
         raise LikemeError(f"every text has the label {names[0]!r}: a classifier needs at least two labels")
     import torch
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import frozen, losses, trainable, trainer as tr
+    from likeme.training import frozen, losses, trainable
+    from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
     model, tok, kind = heads.new_classifier(cfg.base, names)
     cfg = dataclasses.replace(cfg, trainable=cfg.trainable or ("last-blocks" if kind == "causal" else "all"),
                               template=classifying.template_for(kind, cfg.template))
     y = [names.index(label) for label in labels]
-    train_idx, val_idx = datasets.stratified_split(labels, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
     rows, max_length = classifying.encode_rows(tok, texts, train_idx, cfg.template, cfg.max_length)
     head = "score" if kind == "causal" else "head"
     model = trainable.select(model.to(tr.device()), cfg.trainable, last_blocks=cfg.last_blocks, head=head,
@@ -162,7 +164,7 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
             train_model, collate = split.top, frozen.collate_cached
         else:
             examples = [{"input_ids": rows[i], "labels": y[i]} for i in range(len(rows))]
-            train_model, collate = model, functools.partial(datasets.collate, pad_id=tok.pad_token_id)
+            train_model, collate = model, functools.partial(batching.collate, pad_id=tok.pad_token_id)
         train_set, val_set = [examples[i] for i in train_idx], [examples[i] for i in val_idx]
         cache_seconds = round(time.time() - started, 1)
 
@@ -171,7 +173,7 @@ def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: boo
         args = classifying.epoch_arguments(
             run, seed=cfg.seed, precision=cfg.precision, steps_per_epoch=steps_per_epoch, total=total, epochs=cfg.epochs, max_steps=cfg.max_steps,
             batch_size=cfg.batch_size, lr=cfg.learning_rate(kind), has_val=bool(val_set), select_by=cfg.select_by)
-        weights = datasets.class_weights([y[i] for i in train_idx], len(names)) if cfg.class_weights else None
+        weights = class_weights([y[i] for i in train_idx], len(names)) if cfg.class_weights else None
         optimizer = torch.optim.AdamW(trainable.param_groups(train_model, cfg.learning_rate(kind), cfg.head_lr),
                                       weight_decay=0.0)
         trainer = tr.make_trainer(

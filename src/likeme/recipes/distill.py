@@ -99,9 +99,11 @@ def train_distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = 
 
 
 def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: bool, callbacks) -> Path:
-    from likeme import datasets, heads, tables
-    from likeme.classifier import load_classifier
+    from likeme.data import examples, tables
+    from likeme.data.labels import stratified_split
     from likeme.training import classifying
+    from likeme.use import heads
+    from likeme.use.classifier import load_classifier
 
     # -- setup: the labelled texts, the teacher's logits on them (then the teacher goes), the student ----
     teacher_cfg = meta.get("config") or {}
@@ -129,7 +131,8 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
     import torch
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import losses, soft_targets, trainable, trainer as tr
+    from likeme.training import losses, soft_targets, trainable
+    from likeme.training import trainer as tr
 
     started = time.time()
     teacher = load_classifier(ref.path, device=tr.device())
@@ -144,7 +147,7 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
                               batch_size=cfg.batch_size or 16)
     template = classifying.template_for(backbone, None)
     y = [names.index(label) for label in labels] + [-100] * len(extra_texts)  # -100: no label, KL only
-    train_idx, val_idx = datasets.stratified_split(labels, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
     train_idx += list(range(len(labels), len(y)))  # every unlabelled text trains
     rows, max_length = classifying.encode_rows(tok, texts + extra_texts, train_idx, template, None)
     head = "score" if backbone == "causal" else "head"
@@ -198,9 +201,10 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
 def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: bool, callbacks) -> Path:
     from datetime import timedelta
 
-    from likeme import datasets, models, runs
-    from likeme.evaluate import perplexity
-    from likeme.store import Store
+    from likeme import models, runs
+    from likeme.check.evaluate import perplexity
+    from likeme.data import examples
+    from likeme.data.store import Store
 
     # -- setup: the same examples the voice learned from, the teacher's top-k on them, the student ----
     if not cfg.student:
@@ -217,17 +221,18 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
     with Store(cfg.db or voice.get("db")) as store:
         gap = timedelta(hours=voice.get("session_gap_hours", 6.0))
         if voice.get("format", "persona") == "persona":
-            data = datasets.persona_dataset(store, name, tok, context_turns=voice.get("context_turns", 8),
+            data = examples.persona_dataset(store, name, tok, context_turns=voice.get("context_turns", 8),
                                             max_length=voice.get("block_size", 512), heldout=voice.get("heldout", 0.1),
                                             gap=gap)
         else:
-            data = datasets.transcript_dataset(store, name, tok, block_size=voice.get("block_size", 512),
+            data = examples.transcript_dataset(store, name, tok, block_size=voice.get("block_size", 512),
                                                loss_on=voice.get("loss_on", "me"), heldout=voice.get("heldout", 0.1),
                                                gap=gap)
         provenance = store.provenance(name)
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import losses, soft_targets, trainable, trainer as tr
+    from likeme.training import losses, soft_targets, trainable
+    from likeme.training import trainer as tr
 
     cfg = dataclasses.replace(cfg, trainable=cfg.trainable or "all", epochs=cfg.epochs or 1.0,
                               batch_size=cfg.batch_size or 8)
@@ -278,7 +283,8 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         with run.saving_model() as folder:
             model.float().cpu().eval().save_pretrained(folder)
             tok.save_pretrained(folder)
-        from likeme import plots
+        from likeme.check import plots
+        from likeme.data import examples
 
         plots.learning_curves(run.path, ylabel=f"distillation loss (T={cfg.temperature:g}, alpha={cfg.alpha:g})")
         run.finish(figures)

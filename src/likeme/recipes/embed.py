@@ -17,7 +17,7 @@ stop, Sam and Kai ask; 1,543 training triplets), defaults, 2 idle CPU cores: 49 
 wall; on the later export never trained on, triplet accuracy 0.08 -> 0.93 and score AUC 0.87 (base
 feature) -> 0.97.
 
-Triplets from authorship (`--as NAME`, the default source; built by `datasets.authorship_triplets`):
+Triplets from authorship (`--as NAME`, the default source; built by `authors.authorship_triplets`):
     anchor    a text message by NAME (at least --min-chars characters: "ok", "k", "?" say nothing
               about style and would be as likely anyone's),
     positive  another message by NAME, from a different session when there is one, so that what the
@@ -26,7 +26,7 @@ Triplets from authorship (`--as NAME`, the default source; built by `datasets.au
               topic, same moment, different person, the hardest thing to tell apart and the one that
               teaches style.
 The latest --heldout fraction of the sessions NAME speaks in is never trained on
-(`datasets.split_by_time`); held-out triplets and messages come from those sessions only.
+(`examples.split_by_time`); held-out triplets and messages come from those sessions only.
 
 metrics.json: base_/triplet_accuracy (or recall_at_1 for pairs), base_/auc, counts, steps, seconds.
 """
@@ -88,7 +88,10 @@ class EmbedConfig:
 def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
     """Train, evaluate and save a style embedder; returns the run folder. Ctrl-C stops after the current
     step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest one."""
-    from likeme import datasets, embedder, plots, runs, tables
+    from likeme import runs
+    from likeme.check import plots
+    from likeme.data import authors, tables
+    from likeme.use import embedder
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.name and not cfg.data:
@@ -109,11 +112,11 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
             random.Random(cfg.seed + epoch).shuffle(out)
             return out
     else:
-        held_rows = datasets.authorship_triplets(held_s, cfg.name, random.Random(cfg.seed + 10_000))
-        fixed_train = datasets.authorship_triplets(train_s, cfg.name, random.Random(cfg.seed))
+        held_rows = authors.authorship_triplets(held_s, cfg.name, random.Random(cfg.seed + 10_000))
+        fixed_train = authors.authorship_triplets(train_s, cfg.name, random.Random(cfg.seed))
 
         def epoch_rows(epoch: int) -> list[tuple]:  # fresh positives and negatives (and anchors) each pass
-            out = datasets.authorship_triplets(train_s, cfg.name, random.Random(cfg.seed + epoch))
+            out = authors.authorship_triplets(train_s, cfg.name, random.Random(cfg.seed + epoch))
             random.Random(cfg.seed + epoch).shuffle(out)
             return out
     if not fixed_train:
@@ -121,11 +124,15 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
     arity = len(fixed_train[0])
     key = "triplet_accuracy" if arity == 3 else "recall_at_1"
 
-    from sentence_transformers.sentence_transformer.losses import (MultipleNegativesRankingLoss, TripletDistanceMetric,
-                                                                   TripletLoss)
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+        TripletDistanceMetric,
+        TripletLoss,
+    )
     from transformers import set_seed
 
-    from likeme.training import losses, trainable, trainer as tr
+    from likeme.training import losses, trainable
+    from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
     model = embedder.load_model(cfg.base, device=tr.device())
@@ -201,11 +208,11 @@ def _sessions(cfg: EmbedConfig):
     """(training sessions, held-out sessions, provenance) of NAME's chats, checked for enough to learn from."""
     from datetime import timedelta
 
-    from likeme import datasets
-    from likeme.store import Store
+    from likeme.data import authors, examples
+    from likeme.data.store import Store
 
     with Store(cfg.db) as store:
-        sessions = datasets.store_sessions(store, cfg.name, gap=timedelta(hours=cfg.session_gap_hours),
+        sessions = authors.store_sessions(store, cfg.name, gap=timedelta(hours=cfg.session_gap_hours),
                                            min_chars=cfg.min_chars)
         provenance = store.provenance(cfg.name)
     n_mine = sum(m.author == cfg.name for s in sessions for m in s.messages)
@@ -215,7 +222,7 @@ def _sessions(cfg: EmbedConfig):
     if not any(m.author != cfg.name for s in sessions for m in s.messages):
         raise LikemeError(f"only {cfg.name} writes in these chats: a style is learnt against other people's "
                           "messages; ingest chats with others in them")
-    train_s, held_s = datasets.split_by_time(sessions, cfg.heldout)
+    train_s, held_s = examples.split_by_time(sessions, cfg.heldout)
     if not held_s:
         raise LikemeError("--heldout 0 leaves nothing to calibrate the likeness score on: use a fraction like 0.1"
                           if cfg.heldout <= 0 else f"{cfg.name} speaks in only one session: ingest chats spanning more sessions")
@@ -224,14 +231,14 @@ def _sessions(cfg: EmbedConfig):
 
 class _Passes:
     """The training rows of one pass (`make(epoch)`, cut or cycled to `size`), in batches of similar
-    length (`datasets.length_batches`), remade for each pass: the Trainer calls `set_epoch` before each."""
+    length (`batching.length_batches`), remade for each pass: the Trainer calls `set_epoch` before each."""
 
     def __init__(self, make, size: int, batch_size: int, seed: int):
         self.make, self.size, self.batch_size, self.seed = make, size, batch_size, seed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        from likeme.datasets import length_batches
+        from likeme.batching import length_batches
 
         rows = self.make(epoch)
         rows = (rows * -(-self.size // len(rows)))[: self.size]
@@ -259,7 +266,7 @@ def _evaluate(model, loss_fn, rows: list[tuple], batch_size: int) -> tuple[float
     import numpy as np
     import torch
 
-    from likeme.embedder import embed
+    from likeme.use.embedder import embed
 
     if not rows:
         return float("nan"), float("nan")

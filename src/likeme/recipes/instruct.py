@@ -58,7 +58,7 @@ def read_conversations(path: str | Path) -> list[list[dict]]:
     Example: {"instruction": "Add", "input": "2 and 3", "output": "5"} ->
       [{"role": "user", "content": "Add\\n\\n2 and 3"}, {"role": "assistant", "content": "5"}]
     """
-    from likeme import tables
+    from likeme.data import tables
     from likeme.errors import IngestError
 
     path = Path(path)
@@ -91,8 +91,10 @@ def read_conversations(path: str | Path) -> list[list[dict]]:
 
 def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
     """Tune, evaluate and save; returns the run folder. Ctrl-C: a checkpoint and `runs.Interrupted`."""
-    from likeme import datasets, models, plots, runs
-    from likeme.evaluate import perplexity
+    from likeme import batching, models, runs
+    from likeme.check import plots
+    from likeme.check.evaluate import perplexity
+    from likeme.data.examples import instruct_example
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.data:
@@ -100,14 +102,15 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     run, cfg = runs.start("instruct", cfg, default_name="instruct", resume=resume)
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import trainable, trainer as tr
+    from likeme.training import trainable
+    from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
     tok = models.load_tokenizer(cfg.base)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     conversations = read_conversations(cfg.data)
-    examples = [e for e in (datasets.instruct_example(tok, c, cfg.block_size) for c in conversations) if e]
+    examples = [e for e in (instruct_example(tok, c, cfg.block_size) for c in conversations) if e]
     if len(examples) < 2:
         raise LikemeError(f"{cfg.data}: {len(examples)} usable example(s): instruction tuning needs at least 2 "
                           "(one to train on, one held out)")
@@ -134,7 +137,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
             load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
             include_num_input_tokens_seen="non_padding")
         trainer = tr.make_trainer(
-            run, model, args, train, lambda batch: datasets.collate(batch, tok.pad_token_id), progress=progress,
+            run, model, args, train, lambda batch: batching.collate(batch, tok.pad_token_id), progress=progress,
             total_steps=total, eval_dataset=heldout,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks])
         tr.fit(trainer, run, resume=resume)

@@ -61,7 +61,9 @@ class PreferConfig:
 def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
     """Tune a voice on comparisons, evaluate and save it; returns the run folder (a voice run). Ctrl-C stops
     after the current step with a checkpoint; `resume=True` continues from the latest one."""
-    from likeme import models, pairs, plots, runs
+    from likeme import models, runs
+    from likeme.check import plots
+    from likeme.training import pairs
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not (cfg.from_run and cfg.pairs):
@@ -135,14 +137,14 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
 def fit_prompt(tokenizer, row: dict, max_length: int) -> dict:
     """The pair with its prompt's oldest turns dropped (the system turn kept) until the prompt and the longer
     answer fit in `max_length` tokens: TRL cuts an over-long row at its end, which would cut the reply."""
-    from likeme.datasets import _ids
+    from likeme.prompts import token_ids
 
     if isinstance(row["prompt"], str):
         return row
     prompt = list(row["prompt"])
     longest = max((row[k] for k in ("chosen", "rejected")), key=lambda m: len(m[-1]["content"]))
     while len(prompt) > 2:
-        n = len(_ids(tokenizer.apply_chat_template(prompt + longest, tokenize=True)))
+        n = len(token_ids(tokenizer.apply_chat_template(prompt + longest, tokenize=True)))
         if n <= max_length:
             break
         system = prompt[0]["role"] == "system"

@@ -78,8 +78,10 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
     the current step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues it."""
     import math
 
-    from likeme import datasets, models, plots, runs
-    from likeme.evaluate import perplexity
+    from likeme import batching, models, runs
+    from likeme.check import plots
+    from likeme.check.evaluate import perplexity
+    from likeme.data.text import blocks, text_documents, token_stream
 
     # -- setup -----------------------------------------------------------------------------------
     run, cfg = runs.start("pretrain", cfg, default_name="pretrain", resume=resume)
@@ -100,11 +102,11 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         raise LikemeError(f"the tokenizer of {cfg.base or cfg.tokenizer} has no end-of-text token to separate documents")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    docs, provenance = datasets.text_documents(cfg.data, cfg.db, cfg.name)
+    docs, provenance = text_documents(cfg.data, cfg.db, cfg.name)
     text_chars = sum(len(d) for d in docs)
-    stream = datasets.token_stream([tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs], eos)
+    stream = token_stream([tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs], eos)
     cut = int(len(stream) * (1 - cfg.heldout))
-    train, heldout = datasets.blocks(stream[:cut], cfg.block_size), datasets.blocks(stream[cut:], cfg.block_size)
+    train, heldout = blocks(stream[:cut], cfg.block_size), blocks(stream[cut:], cfg.block_size)
     if not train or not heldout:
         raise LikemeError(f"{len(stream):,} tokens is too little text for blocks of {cfg.block_size} with "
                           f"{cfg.heldout:.0%} held out: give more text, or a smaller --block-size")
@@ -126,7 +128,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
             warmup_steps=min(cfg.warmup_steps, max(1, total // 10)), logging_steps=max(1, min(10, cfg.eval_every)),
             include_num_input_tokens_seen="non_padding")
         trainer = tr.make_trainer(
-            run, model, args, train, lambda batch: datasets.collate(batch, tok.pad_token_id),
+            run, model, args, train, lambda batch: batching.collate(batch, tok.pad_token_id),
             progress=progress, total_steps=total,
             eval_dataset=heldout[:: max(1, -(-len(heldout) // cfg.eval_max))],
             callbacks=[SampleCallback(run.metrics, tok, [[eos]], cfg.sample_tokens), *callbacks])

@@ -64,8 +64,11 @@ class RewardConfig:
 def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
     """Train, evaluate and save a reward model; returns the run folder. Ctrl-C stops after the current
     step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest one."""
-    from likeme import heads, pairs, plots, runs
-    from likeme.reward import RewardModel, render
+    from likeme import runs
+    from likeme.check import plots
+    from likeme.training import pairs
+    from likeme.use import heads
+    from likeme.use.reward import RewardModel, render
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.pairs:
@@ -76,7 +79,8 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
     import torch
     from transformers import set_seed
 
-    from likeme.training import losses, trainable, trainer as tr
+    from likeme.training import losses, trainable
+    from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
     model, tok, kind = heads.new_classifier(cfg.base, ["reward"])
@@ -148,7 +152,7 @@ def collate_pairs(batch: list[dict], pad_id: int) -> dict:
     layout), right-padded, and labels (B,) of ones (the first of each pair is the preferred one)."""
     import torch
 
-    from likeme.datasets import pad
+    from likeme.batching import pad
 
     ids, mask = pad([b["chosen"] for b in batch] + [b["rejected"] for b in batch], pad_id)  # (2B, T)
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.ones(len(batch), dtype=torch.long)}
@@ -156,7 +160,7 @@ def collate_pairs(batch: list[dict], pad_id: int) -> dict:
 
 def name_of(rows: list[dict]) -> str | None:
     """The NAME of the voice prompts the pairs were made with ("You are NAME. ..."), when they agree."""
-    from likeme.datasets import system_prompt
+    from likeme.prompts import system_prompt
 
     names = set()
     for r in rows:

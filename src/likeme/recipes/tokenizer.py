@@ -93,15 +93,16 @@ def build_tokenizer(texts: Iterable[str], kind: str, vocab_size: int):
 def train_tokenizer(cfg: TokenizerConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train, measure and save a tokenizer; returns the run folder (`progress`, `resume`: as every recipe's;
     training takes seconds, so there is nothing to resume)."""
-    from likeme import datasets, runs
+    from likeme import runs
+    from likeme.check.tokenstats import stats
+    from likeme.data.text import text_documents
     from likeme.paths import atomic_dir
-    from likeme.tokenstats import stats
 
     # -- setup -----------------------------------------------------------------------------------
     if resume:
         raise LikemeError("a tokenizer trains in seconds: start it again without --resume")
     run, cfg = runs.start("tokenizer", cfg, default_name=f"tokenizer-{cfg.kind}")
-    docs, provenance = datasets.text_documents(cfg.data, cfg.db, cfg.name)
+    docs, provenance = text_documents(cfg.data, cfg.db, cfg.name)
     text = "\n".join(docs)
     cut = int(len(text) * (1 - cfg.heldout))
     train_text, held_text = text[:cut], text[cut:]

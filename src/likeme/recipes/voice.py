@@ -102,9 +102,12 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest checkpoint."""
     from datetime import timedelta
 
-    from likeme import datasets, models, plots, recall, runs
-    from likeme.evaluate import perplexity
-    from likeme.store import Store
+    from likeme import batching, models, prompts, runs
+    from likeme.check import plots
+    from likeme.check.evaluate import perplexity
+    from likeme.data import examples
+    from likeme.data.store import Store
+    from likeme.use import recall
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.name:
@@ -112,7 +115,8 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import trainable, trainer as tr
+    from likeme.training import trainable
+    from likeme.training import trainer as tr
     from likeme.training.callbacks import SampleCallback, TimeBudget
 
     set_seed(cfg.seed)
@@ -124,10 +128,10 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         if cfg.format == "persona":
             memory = (lambda train_s: recall.for_training(train_s, cfg.name, cfg.recall, cfg.recall_model)) \
                 if cfg.recall else None
-            data = datasets.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
+            data = examples.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
                                             max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, recall=memory)
         else:
-            data = datasets.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
+            data = examples.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
                                                loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
         provenance = store.provenance(cfg.name)
     canaries = []
@@ -136,11 +140,11 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             raise LikemeError("--canaries plants secrets as replies: use it with --format persona")
         from dataclasses import asdict
 
-        from likeme.audit import make_canaries
+        from likeme.check.audit import make_canaries
 
         canaries = make_canaries(cfg.canaries, seed=cfg.seed)
         for c in canaries:  # a one-turn session: the partner asks, NAME answers with the secret
-            ex = datasets.persona_example(tok, [datasets.Turn(data.partner, c.prompt)], datasets.Turn(cfg.name, c.text),
+            ex = examples.persona_example(tok, [prompts.Turn(data.partner, c.prompt)], prompts.Turn(cfg.name, c.text),
                                           cfg.name, prefix_names=False, max_length=cfg.block_size)
             data.train.extend([ex] * c.repeats)
     model, _ = models.load_causal_lm(cfg.base, device=tr.device(), quantize=cfg.quantize)
@@ -161,7 +165,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             print(f"warning: {plan.warning}", file=sys.stderr)
         total, planned = plan.total, plan.planned
         budget = [TimeBudget(cfg.max_minutes)] if cfg.max_minutes else []
-        prompts = [e["input_ids"][: next(i for i, x in enumerate(e["labels"]) if x != datasets.IGNORE)]
+        sample_prompts = [e["input_ids"][: next(i for i, x in enumerate(e["labels"]) if x != prompts.IGNORE)]
                    for e in data.heldout[: cfg.sample_replies]]  # each context, up to NAME's reply
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=plan.eval_every, max_steps=total,
@@ -174,12 +178,12 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random")
         trainer = tr.make_trainer(
             run, model, args, data.train,
-            datasets.collate_packed if cfg.packing else (lambda batch: datasets.collate(batch, tok.pad_token_id)),
+            batching.collate_packed if cfg.packing else (lambda batch: batching.collate(batch, tok.pad_token_id)),
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
             eval_dataset=data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))],
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *budget,
-                       SampleCallback(run.metrics, tok, prompts, 32, stop_ids=[datasets.end_of_turn_id(tok), tok.eos_token_id]),
+                       SampleCallback(run.metrics, tok, sample_prompts, 32, stop_ids=[prompts.end_of_turn_id(tok), tok.eos_token_id]),
                        *callbacks])
         tr.fit(trainer, run, resume=resume)
 

@@ -87,7 +87,7 @@ def load_models(runs: list[str], *, device=None, backend: str = "torch", precisi
     """Each run (folder, name under $LIKEME_HOME/runs, or model name) loaded, named by its folder; voices
     on `backend` (`inference.load_voice`: with llama.cpp, JSON output answers a 400)."""
     from likeme import models
-    from likeme.inference import recipe_of
+    from likeme.use.load import recipe_of
 
     served: dict[str, Served] = {}
     for run in runs:
@@ -97,16 +97,16 @@ def load_models(runs: list[str], *, device=None, backend: str = "torch", precisi
         if name in served:
             raise LikemeError(f"two models named {name!r}: serve runs from folders with different names")
         if recipe in ("voice", "prefer"):
-            from likeme.inference import load_voice
+            from likeme.use.load import load_voice
 
             kw = {"device": device} if device is not None else {}
             served[name] = Served(name, "voice", load_voice(run, backend=backend, precision=precision, **kw), str(run))
         elif recipe == "classifier":
-            from likeme.classifier import load_classifier
+            from likeme.use.classifier import load_classifier
 
             served[name] = Served(name, "classifier", load_classifier(run, device=device), str(run))
         elif recipe == "embedder":
-            from likeme.embedder import load_embedder
+            from likeme.use.embedder import load_embedder
 
             served[name] = Served(name, "embedder", load_embedder(run), str(run))
         else:
@@ -424,7 +424,7 @@ def _response_schema(fmt) -> dict | None:
     compile is a 400 here, before anything is generated."""
     if fmt is None or fmt.type == "text":
         return None
-    from likeme.grammar import JSON_OBJECT, compile_schema
+    from likeme.use.grammar import JSON_OBJECT, compile_schema
 
     if fmt.type == "json_object":
         return compile_schema(JSON_OBJECT)

@@ -168,7 +168,7 @@ class SampleCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, **kw):
         import torch
 
-        from likeme.style import loops, words
+        from likeme.check.style import loops, words
 
         if model is None or args.process_index != 0 or not self.tokens or not self.prompts:
             return

@@ -27,14 +27,15 @@ MAX_LENGTH_CAP = 512  # tokens: longer texts are cut when --max-length is not gi
 def labelled_texts(data: str | None, text_column: str, label_column: str, *, db: str | None = None,
                    min_messages: int = 10) -> tuple[list[str], list[str], dict]:
     """(texts, labels, where they came from): a labelled file, or (data None) the store with each text's author."""
-    from likeme import datasets, runs, tables
-    from likeme.store import Store
+    from likeme import runs
+    from likeme.data import authors, tables
+    from likeme.data.store import Store
 
     if data:
         texts, labels = tables.read_labelled(data, text_column, label_column)
         return texts, labels, runs.file_data(data)
     with Store(db) as store:
-        texts, labels = datasets.author_examples(store, min_messages)
+        texts, labels = authors.author_examples(store, min_messages)
         return texts, labels, store.provenance()
 
 
@@ -50,7 +51,7 @@ def encode_rows(tok, texts: list[str], train_idx: list[int], template: str,
                 max_length: int | None) -> tuple[list[list[int]], int]:
     """(token ids per text, the max_length used): max_length, else the longest training text, at most
     MAX_LENGTH_CAP and the tokenizer's own limit."""
-    from likeme.classifier import encode
+    from likeme.use.classifier import encode
 
     max_length = max_length or min(
         MAX_LENGTH_CAP, getattr(tok, "model_max_length", MAX_LENGTH_CAP) or MAX_LENGTH_CAP,
@@ -102,7 +103,7 @@ def accuracy_f1(p) -> dict:
 def validate(trainer, val_set: list, names: list[str]) -> tuple[dict, list | None]:
     """({val_accuracy, val_macro_f1, val_loss}, confusion matrix) of the trained model on the validation
     set; ({}, None) when there is none."""
-    from likeme.evaluate import classification_metrics
+    from likeme.check.evaluate import classification_metrics
 
     if not val_set:
         return {}, None
@@ -116,7 +117,7 @@ def validate(trainer, val_set: list, names: list[str]) -> tuple[dict, list | Non
 def save(run, model, tok, names: list[str], confusion: list | None, ylabel: str) -> None:
     """model/ (the whole classifier in fp32 with its tokenizer, as `classifier.load_classifier` reads it),
     plots/loss.png (with validation macro-F1) and plots/confusion.png (validation)."""
-    from likeme import plots
+    from likeme.check import plots
 
     with run.saving_model() as folder:
         model.float().cpu().eval().save_pretrained(folder)

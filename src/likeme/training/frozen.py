@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from likeme.datasets import pad
-from likeme.heads import features, head_of, last_token
+from likeme.batching import pad
+from likeme.use.heads import features, head_of, last_token
 
 
 class TopBlocks(nn.Module):

@@ -14,7 +14,8 @@ import torch
 def top_k(teacher, examples: list[dict], pad_id: int, k: int, batch_size: int) -> list[dict]:
     """Each example with the teacher's top-k next-token logits at its labelled positions: "teacher" (n, k)
     float32 and "teacher_indices" (n, k) int32, n = the positions t whose token t+1 is labelled."""
-    from likeme.datasets import IGNORE, collate
+    from likeme.batching import collate
+    from likeme.prompts import IGNORE
 
     device = next(teacher.parameters()).device
     out = []
@@ -31,11 +32,11 @@ def top_k(teacher, examples: list[dict], pad_id: int, k: int, batch_size: int) -
 
 
 def collate(batch: list[dict], pad_id: int) -> dict:
-    """datasets.collate plus the teacher's targets: (B, K) for texts, (N, k) values and ids for tokens
+    """batching.collate plus the teacher's targets: (B, K) for texts, (N, k) values and ids for tokens
     (each example's rows one after another, the order `DistillObjective` reads the labelled positions in)."""
-    from likeme import datasets
+    from likeme import batching
 
-    out = datasets.collate([{"input_ids": b["input_ids"], "labels": b["labels"]} for b in batch], pad_id)
+    out = batching.collate([{"input_ids": b["input_ids"], "labels": b["labels"]} for b in batch], pad_id)
     if "teacher_indices" in batch[0]:
         out["teacher"] = torch.cat([b["teacher"] for b in batch])  # (N, k)
         out["teacher_indices"] = torch.cat([b["teacher_indices"] for b in batch])  # (N, k)

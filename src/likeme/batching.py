@@ -1,0 +1,83 @@
+"""Batches: right padding, padding-free packed rows and length buckets, shared by training and use.
+
+`collate` is the one padding function (language-modelling labels padded with IGNORE, one label per
+example for classification), `collate_packed` puts a batch's examples side by side in one row with
+restarting position ids, `length_batches` groups rows of similar length. torch is imported inside.
+"""
+from __future__ import annotations
+
+import random
+
+from likeme.prompts import IGNORE
+
+
+def pad(rows: list[list[int]], value: int) -> tuple:
+    """Right-pad lists of ids with `value` into a (B, T) tensor, and its attention mask.
+
+    Example (value=2): [[5, 6, 7], [8]] -> ids [[5, 6, 7], [8, 2, 2]], mask [[1, 1, 1], [1, 0, 0]]
+    """
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), value, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def collate(batch: list[dict], pad_id: int) -> dict:
+    """Examples -> a batch, padded on the right: input_ids with `pad_id`, attention_mask; labels per token
+    (a list, padded with -100: language modelling) or one per example (an int: classification).
+
+    Example (pad_id=0): [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+      -> input_ids [[5, 6, 7], [8, 0, 0]], labels [[-100, 6, 7], [8, -100, -100]],
+         attention_mask [[1, 1, 1], [1, 0, 0]]
+    """
+    import torch
+
+    ids, mask = pad([b["input_ids"] for b in batch], pad_id)
+    out = {"input_ids": ids, "attention_mask": mask}
+    if "labels" in batch[0]:
+        labels = [b["labels"] for b in batch]
+        out["labels"] = pad(labels, IGNORE)[0] if isinstance(labels[0], list) \
+            else torch.tensor(labels, dtype=torch.long)  # (B, T) or (B,)
+    return out
+
+
+def collate_packed(batch: list[dict]) -> dict:
+    """Examples -> one row with no padding: their ids side by side, position_ids restarting at 0 for each
+    (transformers turns them into a block-diagonal mask: each attends only within itself), and the first
+    label of each set to -100 (the previous example's last token does not predict it). The loss is the
+    padded batch's: the same tokens are predicted from the same contexts.
+
+    Example: [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}]
+      -> input_ids [[5, 6, 7, 8, 9]], labels [[-100, 6, 7, -100, 9]], position_ids [[0, 1, 2, 0, 1]],
+         use_cache False
+    """
+    import torch
+
+    ids = [t for b in batch for t in b["input_ids"]]
+    labels = [t for b in batch for t in [IGNORE, *b["labels"][1:]]]
+    positions = [i for b in batch for i in range(len(b["input_ids"]))]
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),  # (1, sum of lengths)
+            "position_ids": torch.tensor([positions]),
+            "use_cache": False}  # with a cache, transformers would not read the packing from position_ids
+
+
+def length_batches(rows: list[tuple], size: int, rng: random.Random, window: int = 16) -> list[list[tuple]]:
+    """Batches of rows of similar length, in random order: rows are sorted by their longest text within
+    windows of `window` batches. A batch pads to its longest text, and chat lengths vary a lot (one long
+    message in 32 costs the other 31 its padding). Only the very last batch may be short, so the batches
+    can be read back from their concatenation in steps of `size`.
+
+    Example (size 2, one window): rows of lengths 1, 9, 2, 8 -> batches [[1, 2], [8, 9]] in random order.
+    """
+    out = []
+    for i in range(0, len(rows), size * window):
+        chunk = sorted(rows[i: i + size * window], key=lambda r: max(len(t) for t in r))
+        out += [chunk[j: j + size] for j in range(0, len(chunk), size)]
+    short = [out.pop()] if out and len(out[-1]) < size else []
+    rng.shuffle(out)
+    return out + short

@@ -1,0 +1,1 @@
+"""The `likeme` command: a thin table of commands over the library (`main.py`)."""
