@@ -125,7 +125,7 @@ def voice_perplexity(run: str, data: str, name: str, precision: str, replies: in
     voice = generate.load(run, precision=precision)
     meta = runs.read_meta(run)
     cfg = runs.voice_config(meta)
-    with evaluate._temporary_store(data, None, None) as store:
+    with evaluate.temporary_store(data, None, None) as store:
         examples = persona_dataset(store, name, voice.tokenizer, context_turns=cfg.get("context_turns", 8),
                                             max_length=cfg.get("block_size", 512), heldout=0.0,
                                             gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train

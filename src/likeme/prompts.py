@@ -17,6 +17,7 @@ stop tokens in one place.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -116,3 +117,132 @@ def render_instruct(tokenizer, messages: list[dict], *, generation_prompt: bool)
     if generation_prompt and messages and messages[-1]["role"] == "assistant":
         raise LikemeError("an Alpaca prompt ends with an instruction, not a response")
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# -- prompting a voice: history -> turns -> the ids the model reads (chat, serve, the report, the audit)
+
+
+def as_turns(history: Sequence, name: str, partner: str):
+    """History -> merged `Turn`s. Plain strings are the partner's; `(author, text)` pairs and Turns as they are.
+
+    Example (name Ana, partner Sam): ["hi", "you there?", ("Ana", "yes")]
+      -> [Turn("Sam", "hi\\nyou there?"), Turn("Ana", "yes")]   (one author's run of messages is one turn,
+      as in `data.examples.session_turns`)
+    """
+    turns: list[Turn] = []
+    for item in history:
+        if isinstance(item, str):
+            author, text = partner, item
+        elif isinstance(item, Turn):
+            author, text = item.author, item.text
+        else:
+            try:
+                author, text = item
+            except (TypeError, ValueError):
+                raise LikemeError(f"a history item is a message string or an (author, text) pair, not {item!r}") from None
+        if not str(text).strip():
+            continue
+        if turns and turns[-1].author == author:
+            turns[-1] = Turn(author, turns[-1].text + "\n" + str(text))
+        else:
+            turns.append(Turn(str(author), str(text)))
+    return turns
+
+
+def from_openai(messages: Sequence[tuple[str, str | None, str]], name: str, partner: str) -> tuple[list[tuple[str, str]], str | None]:
+    """OpenAI chat messages as (role, name, text) -> (the history as (author, text) pairs, the extra system
+    text): an assistant message is NAME's, a user message its `name`'s, else the partner's; system and
+    developer messages are added to the system turn. The same reading as `jinja_template`'s.
+
+    Example (NAME Ana, partner Sam): [("system", None, "be brief"), ("user", None, "hi"), ("assistant", None, "yo"),
+      ("user", "Bo", "ok")] -> ([("Sam", "hi"), ("Ana", "yo"), ("Bo", "ok")], "be brief")
+    """
+    history, system = [], []
+    for role, author, text in messages:
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role == "assistant":
+            history.append((name, text))
+        else:
+            author = author or partner
+            if author == name:
+                raise LikemeError(f"a user message is named {name!r}, whom the voice speaks as: name the other "
+                                  "people, or send NAME's messages as assistant")
+            history.append((author, text))
+    return history, "\n".join(s for s in system if s.strip()) or None
+
+
+def render_prompt(tokenizer, turns: Sequence[Turn], name: str, *, format: str = "persona",
+                  recalled: Sequence[str] = (), system: str | None = None) -> list[int]:
+    """The ids a voice reads before NAME's next message, exactly as its training examples render the
+    context (`data.examples.persona_example`, `transcript_dataset`, `instruct_example`).
+
+    persona: NAME's system turn, the chat template and its generation prompt; names before the others'
+      messages ("Bo: ok") only when more than one other person speaks. Example (ChatML, as Ana): [Sam "hi"]
+      -> ids of "<|im_start|>system\nYou are Ana. ...<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    transcript: the EOS that starts a session, then "Name: message" lines, then "NAME:".
+      Example: [Sam "hi"] -> ids of "<eos>Sam: hi\nAna:"
+    instruct: the chat template without a persona (Alpaca blocks for a model without one).
+    `system`: more instructions, after the training system turn (persona), as a first line (transcript).
+    """
+    if format == "instruct":
+        msgs = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
+        msgs += [{"role": "assistant" if t.author == name else "user", "content": t.text} for t in turns]
+        return render_instruct(tokenizer, msgs, generation_prompt=True)
+    if format == "persona":
+        prefix = len({t.author for t in turns if t.author != name}) > 1
+        msgs = chat_messages(list(turns), name, prefix_names=prefix, recalled=recalled)
+        if system and system.strip():
+            msgs[0] = {"role": "system", "content": msgs[0]["content"] + "\n" + system.strip()}
+        try:
+            return token_ids(tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
+        except Exception as e:  # jinja's TemplateError, or a template that rejects a system turn
+            raise LikemeError(f"its chat template cannot render the chat ({str(e).splitlines()[0]}): "
+                              "train with --format transcript for this model") from e
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if system and system.strip():
+        ids += tokenizer(system.strip() + "\n", add_special_tokens=False)["input_ids"]
+    for t in turns:  # one line at a time, tokenized exactly as in training
+        ids += tokenizer(transcript_line(t.author, t.text), add_special_tokens=False)["input_ids"]
+    return ids + tokenizer(f"{name}:", add_special_tokens=False)["input_ids"]
+
+
+# -- the same format for other engines: what `likeme export` ships
+
+
+def jinja_template(base_template: str, name: str, partner: str) -> str:
+    """The base model's Jinja chat template with the voice's prompt conventions in front, as
+    `render_prompt` and `from_openai` apply them: the system turn is NAME's training one, with the chat's own system
+    messages (if any) added after it on new lines; a user message is written by its `name`, else by
+    `partner`, and when more than one person other than NAME speaks each of their messages starts with
+    "Author: " (as `chat_messages` writes group chats)."""
+    return (
+        "{%- set ns = namespace(authors=[], extra=[], out=[]) -%}"
+        "{%- for m in messages -%}"
+        "{%- if m['role'] in ('system', 'developer') -%}{%- set ns.extra = ns.extra + [m['content']] -%}"
+        "{%- elif m['role'] == 'user' -%}"
+        "{%- set who = m['name'] if m['name'] is defined and m['name'] else " + json.dumps(partner) + " -%}"
+        "{%- if who not in ns.authors -%}{%- set ns.authors = ns.authors + [who] -%}{%- endif -%}"
+        "{%- endif -%}{%- endfor -%}"
+        "{%- set extra = ns.extra|join('\n')|trim -%}"
+        "{%- set ns.out = [{'role': 'system', 'content': " + json.dumps(system_prompt(name)) +
+        " + ('\n' + extra if extra else '')}] -%}"
+        "{%- for m in messages -%}"
+        "{%- if m['role'] == 'user' and ns.authors|length > 1 -%}"
+        "{%- set who = m['name'] if m['name'] is defined and m['name'] else " + json.dumps(partner) + " -%}"
+        "{%- set ns.out = ns.out + [{'role': 'user', 'content': who + ': ' + m['content']}] -%}"
+        "{%- elif m['role'] in ('user', 'assistant') -%}"
+        "{%- set ns.out = ns.out + [{'role': m['role'], 'content': m['content']}] -%}"
+        "{%- endif -%}{%- endfor -%}"
+        "{%- set messages = ns.out -%}" + base_template)
+
+
+def ollama_template(name: str) -> str:
+    """The Go template of an Ollama Modelfile that writes the ChatML prompt the voice was trained on:
+    NAME's training system turn (with the chat's own system messages added after it on new lines), then
+    the messages, then the assistant's turn. Ollama's messages have no `name`: in a group chat the
+    content carries "Bo: cake?", as training wrote it."""
+    return ("<|im_start|>system\n" + system_prompt(name).replace("{{", "") +
+            '{{ range .Messages }}{{ if eq .Role "system" }}\n{{ .Content }}{{ end }}{{ end }}<|im_end|>\n'
+            '{{ range .Messages }}{{ if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
+            "{{ end }}{{ end }}<|im_start|>assistant\n")

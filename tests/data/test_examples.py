@@ -1,5 +1,4 @@
 """Voice datasets: who is speaking decides the loss mask; the split is by time."""
-from datetime import datetime, timedelta
 
 import pytest
 from tiny import three_person_store, tiny_tokenizer
@@ -12,8 +11,6 @@ from likeme.data.examples import (
     split_by_time,
     transcript_dataset,
 )
-from likeme.data.ingest import Message
-from likeme.data.store import Store
 from likeme.errors import LikemeError
 from likeme.prompts import IGNORE, Turn, system_prompt
 

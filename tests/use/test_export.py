@@ -60,7 +60,7 @@ def test_one_prompt_whichever_way_the_voice_runs(voice_run, exported, chat):
     from transformers import AutoTokenizer
 
     import likeme
-    from likeme.serve.app import _history
+    from likeme.serve.app import history_of
     from likeme.serve.schemas import ChatMessage
     from likeme.use.export import render_ollama
 
@@ -68,7 +68,7 @@ def test_one_prompt_whichever_way_the_voice_runs(voice_run, exported, chat):
     voice = likeme.load(voice_run)
     tok = voice.tokenizer
     chat_prompt = tok.decode(voice.prompt_ids(history, system=system))  # likeme chat
-    served_history, served_system = _history([ChatMessage(**m) for m in messages], voice)
+    served_history, served_system = history_of([ChatMessage(**m) for m in messages], voice)
     server_prompt = tok.decode(voice.prompt_ids(served_history, system=served_system))  # likeme serve
     gguf_prompt = render_jinja(gguf_fields(exported["q8_0"])["tokenizer.chat_template"], messages)
     hf_prompt = AutoTokenizer.from_pretrained(exported["hf"]).apply_chat_template(

@@ -86,10 +86,10 @@ def eval_voice(run, data, name: str, *, max_replies: int | None = MAX_REPLIES, f
     from likeme import models, runs
     from likeme.data.examples import even_sample, persona_dataset
 
-    ref, meta = _run(run, runs.VOICES)
+    ref, meta = run_made_by(run, runs.VOICES)
     cfg = runs.voice_config(meta)
     model, tok = models.load_causal_lm(ref)
-    with _temporary_store(data, format, me) as store:
+    with temporary_store(data, format, me) as store:
         examples = persona_dataset(
             store, name, tok, context_turns=cfg.get("context_turns", 8), max_length=cfg.get("block_size", 512),
             heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)), min_replies=1).train
@@ -133,11 +133,11 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     )
     from likeme.use.judge import Judge, load_judge
 
-    ref, meta = _run(run, runs.VOICES)
+    ref, meta = run_made_by(run, runs.VOICES)
     cfg = runs.voice_config(meta)
     judge = judge if isinstance(judge, Judge) else load_judge(judge, name)
     gap = timedelta(hours=cfg.get("session_gap_hours", 6.0))
-    with _temporary_store(data, format, me) as store:
+    with temporary_store(data, format, me) as store:
         sessions = reply_sessions(store, name, heldout=0.0, gap=gap)[0]
         picked = even_sample(replies(sessions, name, cfg.get("context_turns", 8)), samples)
         texts, is_name, around = turns_in_context(sessions, name, cfg.get("context_turns", 8))
@@ -163,7 +163,7 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
 
 def write_replies(model, meta: dict, name: str, contexts: list, *, seed: int = 0, max_new_tokens: int = 64) -> list:
     """The replies `model` (the run, or its base prompted as the run was trained: run.yaml `meta`) writes as
-    NAME to each context, the i-th with seed + i: `generate.Generation`s."""
+    NAME to each context, the i-th with seed + i: `decoding.Generation`s."""
     from likeme import runs
     from likeme.use import generate
 
@@ -194,7 +194,7 @@ def _round(x) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
 
-def _run(run, recipes: str | tuple):
+def run_made_by(run, recipes: str | tuple):
     """(ModelRef, run.yaml) of a run made by one of `recipes`, or a one-line error."""
     from likeme import models, runs
 
@@ -207,7 +207,7 @@ def _run(run, recipes: str | tuple):
 
 
 @contextmanager
-def _temporary_store(data, format: str | None, me: str | None):
+def temporary_store(data, format: str | None, me: str | None):
     """The export ingested into a store of its own, deleted afterwards (the user's store is left alone)."""
     import tempfile
     from pathlib import Path
@@ -250,9 +250,9 @@ def eval_embedder(run, data, name: str, *, format: str | None = None, me: str | 
     from likeme.data import authors
     from likeme.use import embedder
 
-    ref, meta = _run(run, "embedder")
+    ref, meta = run_made_by(run, "embedder")
     cfg = meta.get("config") or {}
-    with _temporary_store(data, format, me) as store:
+    with temporary_store(data, format, me) as store:
         sessions = authors.store_sessions(store, name, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)),
                                            min_chars=cfg.get("min_chars", 3))
     triplets = authors.authorship_triplets(sessions, name, random.Random(cfg.get("seed", 0)))

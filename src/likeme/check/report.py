@@ -32,12 +32,12 @@ def build(run, data, name: str, *, judge=None, samples: int = 200, seed: int = 0
     from likeme.check import evaluate, style
     from likeme.data import examples
 
-    ref, meta = evaluate._run(run, runs.VOICES)
+    ref, meta = evaluate.run_made_by(run, runs.VOICES)
     cfg = runs.voice_config(meta)
     turns = cfg.get("context_turns", 8)
     out: dict = {"run": str(ref.path), "as": name, "data": str(data), "base": runs.base_of(ref.path, meta)}
     out["perplexity"] = evaluate.eval_voice(run, data, name, format=format, me=me)
-    with evaluate._temporary_store(data, format, me) as store:
+    with evaluate.temporary_store(data, format, me) as store:
         sessions = examples.reply_sessions(store, name, heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)))[0]
         picked = examples.even_sample(examples.replies(sessions, name, turns), samples)
         by_author: dict[str, list[list[str]]] = {}

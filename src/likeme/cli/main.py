@@ -181,12 +181,10 @@ def formats():
 
 
 def sampling_options(fn):
-    """The sampling flags (--temperature ... --num-return-sequences), one per `generate.Sampling` field,
+    """The sampling flags (--temperature ... --num-return-sequences), one per `decoding.Sampling` field,
     help text and defaults written once there. Each is None when not given."""
     from likeme.config import click_options
-    from likeme.use.generate import (
-        Sampling,  # light: generate.py imports torch only inside its functions
-    )
+    from likeme.use.decoding import Sampling  # light: decoding.py imports torch only inside its functions
 
     return click_options(Sampling)(fn)
 
@@ -226,7 +224,7 @@ def _json_schema(path):
 def _load_voice(run, flags: dict, **load_options):
     """Check the flags (before the slow load), load the run, make the flags its defaults."""
     from likeme.models import resolve
-    from likeme.use.generate import Sampling
+    from likeme.use.decoding import Sampling
     from likeme.use.load import load_voice as load
 
     Sampling().updated(**flags)
@@ -409,7 +407,7 @@ def _repl_command(text: str, voice):
     import dataclasses
     import typing
 
-    from likeme.use.generate import Sampling
+    from likeme.use.decoding import Sampling
 
     word, *args = text.split()
     word = word.lower()

@@ -287,7 +287,7 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
         if not voice.name:
             raise ApiError(400, f"{m.id} does not say whom it speaks as: chat with a voice run, or use "
                                 "/v1/completions for raw text", param="model")
-        history, system = _history(body.messages, voice)
+        history, system = history_of(body.messages, voice)
         settings = _settings(body, body.max_completion_tokens or body.max_tokens, limits)
         schema = _response_schema(body.response_format)
         prompt = voice.prompt_ids(history, max_new_tokens=settings["max_new_tokens"], system=system)
@@ -377,22 +377,14 @@ class _BodyLimit:
         await self.app(scope, counted, send)
 
 
-def _history(messages, voice) -> tuple[list[tuple[str, str]], str | None]:
-    """OpenAI messages -> (the voice's history as (author, text) pairs, the extra system text)."""
-    history, system = [], []
-    for msg in messages:
-        text = msg.text()
-        if msg.role in ("system", "developer"):
-            system.append(text)
-        elif msg.role == "assistant":
-            history.append((voice.name, text))
-        else:
-            author = msg.name or voice.partner
-            if author == voice.name:
-                raise ApiError(400, f"a user message is named {voice.name!r}, whom the voice speaks as: name the "
-                                    "other people, or send NAME's messages as assistant", param="messages")
-            history.append((author, text))
-    return history, "\n".join(s for s in system if s.strip()) or None
+def history_of(messages, voice) -> tuple[list[tuple[str, str]], str | None]:
+    """OpenAI messages -> (the voice's history as (author, text) pairs, the extra system text): `prompts.from_openai`."""
+    from likeme.prompts import from_openai
+
+    try:
+        return from_openai([(m.role, m.name, m.text()) for m in messages], voice.name, voice.partner)
+    except LikemeError as e:
+        raise ApiError(400, str(e), param="messages") from None
 
 
 def _settings(body, max_tokens: int | None, limits: Limits) -> dict:

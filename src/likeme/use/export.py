@@ -7,7 +7,7 @@ each prompting exactly as the voice was trained and stopping at the end of NAME'
     likeme export runs/ana --to ollama   # the GGUF + a Modelfile: ollama create ana -f .../Modelfile
 
 The chat template shipped with every format is the base model's, with two things added that the voice
-was trained with: the system turn `datasets.system_prompt(NAME)` when a chat has none, and the speaker's
+was trained with: the system turn `prompts.system_prompt(NAME)` when a chat has none, and the speaker's
 name before each of the others' messages ("Bo: cake?") when more than one other person speaks (a
 message's `name`). So `[{"role": "user", "content": "hi"}]` gives the training prompt byte for byte,
 in transformers, vLLM, llama.cpp and (through the Modelfile's own template) Ollama.
@@ -49,32 +49,11 @@ GGUF_NAMES = {
 
 
 def voice_template(base_template: str, name: str, partner: str) -> str:
-    """The base model's Jinja chat template with the voice's prompt conventions in front, as
-    `Voice.prompt_ids` applies them: the system turn is NAME's training one, with the chat's own system
-    messages (if any) added after it on new lines; a user message is written by its `name`, else by
-    `partner`, and when more than one person other than NAME speaks each of their messages starts with
-    "Author: " (as `datasets.chat_messages` writes group chats)."""
-    from likeme.prompts import system_prompt
+    """The chat template every export ships: `prompts.jinja_template` (the base model's, with the voice's
+    system turn and speaker names in front)."""
+    from likeme.prompts import jinja_template
 
-    return (
-        "{%- set ns = namespace(authors=[], extra=[], out=[]) -%}"
-        "{%- for m in messages -%}"
-        "{%- if m['role'] in ('system', 'developer') -%}{%- set ns.extra = ns.extra + [m['content']] -%}"
-        "{%- elif m['role'] == 'user' -%}"
-        "{%- set who = m['name'] if m['name'] is defined and m['name'] else " + json.dumps(partner) + " -%}"
-        "{%- if who not in ns.authors -%}{%- set ns.authors = ns.authors + [who] -%}{%- endif -%}"
-        "{%- endif -%}{%- endfor -%}"
-        "{%- set extra = ns.extra|join('\n')|trim -%}"
-        "{%- set ns.out = [{'role': 'system', 'content': " + json.dumps(system_prompt(name)) +
-        " + ('\n' + extra if extra else '')}] -%}"
-        "{%- for m in messages -%}"
-        "{%- if m['role'] == 'user' and ns.authors|length > 1 -%}"
-        "{%- set who = m['name'] if m['name'] is defined and m['name'] else " + json.dumps(partner) + " -%}"
-        "{%- set ns.out = ns.out + [{'role': 'user', 'content': who + ': ' + m['content']}] -%}"
-        "{%- elif m['role'] in ('user', 'assistant') -%}"
-        "{%- set ns.out = ns.out + [{'role': m['role'], 'content': m['content']}] -%}"
-        "{%- endif -%}{%- endfor -%}"
-        "{%- set messages = ns.out -%}" + base_template)
+    return jinja_template(base_template, name, partner)
 
 
 # -- the GGUF file --------------------------------------------------------------------------------
@@ -204,13 +183,9 @@ def modelfile(gguf_name: str, name: str, stops: list[str], sampling) -> str:
     training system turn (with the chat's own system messages added after it on new lines), then the
     messages, then the assistant's turn; it stops at every end-of-turn token and samples as likeme does.
     Ollama's messages have no `name`: in a group chat, write "Bo: cake?" in the content, as training did."""
-    from likeme.prompts import system_prompt
+    from likeme.prompts import ollama_template
 
-    template = (
-        "<|im_start|>system\n" + system_prompt(name).replace("{{", "") +
-        '{{ range .Messages }}{{ if eq .Role "system" }}\n{{ .Content }}{{ end }}{{ end }}<|im_end|>\n'
-        '{{ range .Messages }}{{ if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
-        "{{ end }}{{ end }}<|im_start|>assistant\n")
+    template = ollama_template(name)
     lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
     lines += [f'PARAMETER stop "{s}"' for s in stops]
     lines += [f"PARAMETER temperature {sampling.temperature}", f"PARAMETER top_k {sampling.top_k}",

@@ -6,7 +6,7 @@
 
 The prompt ids are built by the same code as the torch backend (`Voice.prompt_ids`, the run's tokenizer)
 and fed to llama.cpp as ids; the reply stops at the same end-of-turn tokens and is cleaned by the same
-`_Cleaner`; llama.cpp computes the logits and likeme picks each token as transformers does (`pick`:
+`decoding.Cleaner`; llama.cpp computes the logits and likeme picks each token as transformers does (`pick`:
 the repetition penalty over the whole context, temperature, top-k, top-p, min-p), so a greedy reply
 from an f16 or f32 GGUF is the torch backend's, token for token.
 llama-cpp-python compiles llama.cpp when it installs, so it is an optional extra: `make llama`, or
@@ -20,15 +20,8 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from likeme.errors import LikemeError
-from likeme.use.generate import (
-    CONTEXT_TURNS,
-    Generation,
-    Voice,
-    _Cleaner,
-    _cut_by,
-    _Streamer,
-    with_recall,
-)
+from likeme.use.decoding import Cleaner, Generation, Streamer, cut_by
+from likeme.use.generate import CONTEXT_TURNS, Voice, with_recall
 
 # The cached GGUF's weights: f16 gives the torch backend's greedy replies token for token at 4.5x its
 # tokens/s on 2 cores; q8_0 is 6.4x but changes some replies after a few words (bench/generate.py).
@@ -109,8 +102,8 @@ class LlamaVoice(Voice):
         np_rng = np.random.default_rng(settings.seed)
         results = []
         for k in range(n):
-            clean = _Cleaner(self.tokenizer, stop_ids, self._markers + stop, strip, line)
-            streamer = _Streamer(clean, stream) if stream is not None and n == 1 else None
+            clean = Cleaner(self.tokenizer, stop_ids, self._markers + stop, strip, line)
+            streamer = Streamer(clean, stream) if stream is not None and n == 1 else None
             if streamer is not None:
                 streamer._prompt_seen = True
             new: list[int] = []
@@ -129,7 +122,7 @@ class LlamaVoice(Voice):
                 if clean.end(new) is not None:
                     finish = "stop"
                     break
-                if stop and _cut_by(stop, self.tokenizer.decode(new, skip_special_tokens=True)):
+                if stop and cut_by(stop, self.tokenizer.decode(new, skip_special_tokens=True)):
                     finish = "stop"
                     break
                 if cancel is not None and cancel.is_set():
