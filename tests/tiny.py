@@ -263,6 +263,7 @@ def likeme_cli(*args, input: str | None = None):
     import subprocess
 
     from click.testing import CliRunner
+
     from likeme.cli.main import main
 
     argv = [str(a) for a in args]

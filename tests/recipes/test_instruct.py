@@ -12,6 +12,7 @@ from likeme.data import examples
 from likeme.errors import LikemeError
 from likeme.recipes.instruct import read_conversations
 
+
 def test_three_file_kinds(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(RECORDS[:2]))
     assert read_conversations(tmp_path / "a.json") == [

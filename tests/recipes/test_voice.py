@@ -4,8 +4,7 @@ import json
 import pytest
 import torch
 import yaml
-from tiny import three_person_store
-from tiny import interrupt_at
+from tiny import interrupt_at, three_person_store
 
 from likeme.errors import LikemeError
 from likeme.recipes.voice import VoiceConfig, train_voice

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import three_person_store
-from tiny import likeme_cli, tiny_causal_lm
+from tiny import likeme_cli, three_person_store, tiny_causal_lm
 
 from likeme.training import plan
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny import three_person_store
-from tiny import likeme_cli
+from tiny import likeme_cli, three_person_store
 
 from likeme import processes
 from likeme.errors import LikemeError
@@ -153,8 +152,7 @@ def _recipe_args(recipe, tmp, tiny_lm, tiny_st, tiny_voice_run):
     """A few steps of each recipe on its tiny inputs."""
     import csv
 
-    from tiny import RECORDS
-    from tiny import ROWS
+    from tiny import RECORDS, ROWS
 
     if recipe == "classifier":
         with open(tmp / "intents.csv", "w", newline="") as f:

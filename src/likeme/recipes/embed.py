@@ -91,6 +91,7 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
     from likeme import runs
     from likeme.check import plots
     from likeme.data import authors, tables
+    from likeme.data.store import file_data
     from likeme.use import embedder
 
     # -- setup -----------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
     train_s, held_s, provenance = _sessions(cfg) if cfg.name else ([], [], {})
     if cfg.data:
         rows = tables.read_pairs(cfg.data)
-        provenance.update(runs.file_data(cfg.data))
+        provenance.update(file_data(cfg.data))
         # The file's order is taken as time order: its last rows are held out.
         n_held = max(1, math.ceil(len(rows) * cfg.heldout)) if cfg.heldout > 0 and len(rows) > 1 else 0
         fixed_train, held_rows = rows[: len(rows) - n_held], rows[len(rows) - n_held:]

@@ -102,6 +102,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     run, cfg = runs.start("instruct", cfg, default_name="instruct", resume=resume)
     from transformers import EarlyStoppingCallback, set_seed
 
+    from likeme.data.store import file_data
     from likeme.training import trainable
     from likeme.training import trainer as tr
 
@@ -118,7 +119,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     n_held = max(1, round(len(examples) * cfg.heldout))
     heldout, train = examples[:n_held], examples[n_held:]
     model, _ = models.load_causal_lm(cfg.base, device=tr.device(), quantize=cfg.quantize)
-    run.begin(config=cfg, task="causal-lm", base=cfg.base, data=runs.file_data(cfg.data),
+    run.begin(config=cfg, task="causal-lm", base=cfg.base, data=file_data(cfg.data),
               prompt="chat template" if getattr(tok, "chat_template", None) else "alpaca",
               voice_config={"format": "instruct"})  # how chat, serve and export prompt it (generate.Voice)
     with run.recording():

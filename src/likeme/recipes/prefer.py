@@ -83,6 +83,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
     from trl import DPOConfig, DPOTrainer
 
     from likeme import processes
+    from likeme.data.store import file_data
     from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
@@ -92,7 +93,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
     fitted = [fit_prompt(tok, r, cfg.max_length) for r in rows]
     train_set = Dataset.from_list([fitted[i] for i in train_idx])
     val_set = Dataset.from_list([fitted[i] for i in val_idx]) if val_idx else None
-    run.begin(config=cfg, task="causal-lm", base=str(voice.path.resolve()), data=runs.file_data(cfg.pairs),
+    run.begin(config=cfg, task="causal-lm", base=str(voice.path.resolve()), data=file_data(cfg.pairs),
               **{"as": voice_meta.get("as"), "partner": voice_meta.get("partner"),
                  "voice_config": runs.voice_config(voice_meta)})
     with run.recording():

@@ -66,6 +66,7 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
     step with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest one."""
     from likeme import runs
     from likeme.check import plots
+    from likeme.data.store import file_data
     from likeme.training import pairs
     from likeme.use import heads
     from likeme.use.reward import RewardModel, render
@@ -96,7 +97,7 @@ def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = Tr
     model = trainable.select(model.to(tr.device()), cfg.trainable, last_blocks=cfg.last_blocks, head=head,
                              lora=trainable.Lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout),
                              task_type="SEQ_CLS" if kind == "causal" else None)
-    run.begin(config=cfg, task="reward", base=cfg.base, data=runs.file_data(cfg.pairs), backbone=kind,
+    run.begin(config=cfg, task="reward", base=cfg.base, data=file_data(cfg.pairs), backbone=kind,
               max_length=cfg.max_length, **{"as": name_of(rows)})
     val = [examples[i] for i in val_idx]
 

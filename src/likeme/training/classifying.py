@@ -27,13 +27,12 @@ MAX_LENGTH_CAP = 512  # tokens: longer texts are cut when --max-length is not gi
 def labelled_texts(data: str | None, text_column: str, label_column: str, *, db: str | None = None,
                    min_messages: int = 10) -> tuple[list[str], list[str], dict]:
     """(texts, labels, where they came from): a labelled file, or (data None) the store with each text's author."""
-    from likeme import runs
     from likeme.data import authors, tables
-    from likeme.data.store import Store
+    from likeme.data.store import Store, file_data
 
     if data:
         texts, labels = tables.read_labelled(data, text_column, label_column)
-        return texts, labels, runs.file_data(data)
+        return texts, labels, file_data(data)
     with Store(db) as store:
         texts, labels = authors.author_examples(store, min_messages)
         return texts, labels, store.provenance()

@@ -30,8 +30,19 @@ from typing import Any, Callable, Sequence
 
 from likeme.errors import LikemeError
 from likeme.prompts import as_turns
-from likeme.use.decoding import (TEMPLATE_MARKERS, Cancelled, Cleaner, Generation, LineEnd, Sampling, Streamer,
-                                 TextEnd, cut_by, ids_of, unique)
+from likeme.use.decoding import (
+    TEMPLATE_MARKERS,
+    Cancelled,
+    Cleaner,
+    Generation,
+    LineEnd,
+    Sampling,
+    Streamer,
+    TextEnd,
+    cut_by,
+    ids_of,
+    unique,
+)
 
 CONTEXT_TURNS = 8  # turns of history in the prompt when run.yaml does not say: the persona dataset's default
 
