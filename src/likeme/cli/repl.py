@@ -9,9 +9,7 @@ import click
 
 from likeme.cli.options import echo_piece, print_all
 from likeme.errors import LikemeError
-from likeme.use.generate import (
-    Sampling,  # light: generate.py imports torch only inside its functions
-)
+from likeme.use.generate import Sampling  # light: torch only inside its functions
 
 REPL_HELP = """\
 Type a message as {partner} and press Enter; {name} answers.
