@@ -2,7 +2,8 @@
 
 `collate` is the one padding function (language-modelling labels padded with IGNORE, one label per
 example for classification), `collate_packed` puts a batch's examples side by side in one row with
-restarting position ids, `length_batches` groups rows of similar length. torch is imported inside.
+restarting position ids, `length_batches` groups rows of similar length and `Passes` regroups them for
+each pass of training. torch is imported inside.
 """
 from __future__ import annotations
 
@@ -81,3 +82,23 @@ def length_batches(rows: list[tuple], size: int, rng: random.Random, window: int
     short = [out.pop()] if out and len(out[-1]) < size else []
     rng.shuffle(out)
     return out + short
+
+
+class Passes:
+    """The training rows of one pass (`make(epoch)`, cut or cycled to `size`), in batches of similar
+    length (`batching.length_batches`), remade for each pass: the Trainer calls `set_epoch` before each."""
+
+    def __init__(self, make, size: int, batch_size: int, seed: int):
+        self.make, self.size, self.batch_size, self.seed = make, size, batch_size, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        rows = self.make(epoch)
+        rows = (rows * -(-self.size // len(rows)))[: self.size]
+        self.rows = [r for b in length_batches(rows, self.batch_size, random.Random(self.seed + epoch)) for r in b]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int):
+        return self.rows[i]

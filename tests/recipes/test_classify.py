@@ -106,8 +106,8 @@ def test_cli_train_classify_eval(tmp_path, tiny_lm):
     report = json.loads(cli("classify", out, "--data", data, "--json"))  # label column as trained: intent
     assert report["examples"] == 36 and report["labels"] == meta["labels"]
     assert sum(map(sum, report["confusion"])) == 36 and set(report["per_class"]) == set(meta["labels"])
-    from likeme.cli.main import _classification_report
-    text = _classification_report(report)
+    from likeme.check.evaluate import classification_report
+    text = classification_report(report)
     assert text.startswith("36 texts: accuracy") and "confusion (rows: true" in text
 
     from likeme.check.evaluate import eval_classifier

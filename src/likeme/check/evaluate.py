@@ -395,5 +395,21 @@ def summary(recipe: str, r: dict, name: str | None = None) -> str:
     return line
 
 
+def classification_report(r: dict) -> str:
+    """classification_metrics' dict as text: totals, a per-label table, the confusion matrix when small."""
+    lines = [f"{r['examples']} texts: accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}", ""]
+    width = min(max(len(str(k)) for k in r["labels"]), 32)
+    lines.append(f"{'label':<{width}}  precision  recall      f1  support")
+    for k, v in r["per_class"].items():
+        lines.append(f"{str(k)[:width]:<{width}}  {v['precision']:>9.3f}  {v['recall']:>6.3f}  {v['f1']:>6.3f}  "
+                     f"{v['support']:>7}")
+    if len(r["labels"]) <= 12:
+        lines += ["", "confusion (rows: true, columns: predicted, in the order above):"]
+        lines += ["  " + " ".join(f"{n:>5}" for n in row) for row in r["confusion"]]
+    else:
+        lines += ["", "(--json prints the confusion matrix)"]
+    return "\n".join(lines)
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)

@@ -37,6 +37,12 @@ TRAINABLE = ["last-blocks", "all", "head", "lora"]
 
 @dataclass
 class ClassifyConfig:
+    """Decide like me: learn labels from labelled texts (--data FILE) or who wrote a message (--label-by author).
+
+    \b
+    likeme train classifier --data tickets.csv --label-column team
+    likeme train classifier --label-by author --min-messages 50
+    likeme train classifier --data intents.jsonl --base minilm"""
     data: str | None = field(default=None, metadata={
         "metavar": "FILE", "help": "Labelled texts: a CSV, TSV or JSONL file with a header (or keys)."})
     text_column: str = field(default="text", metadata={"help": "The column of --data that holds the text."})
@@ -102,6 +108,16 @@ class ClassifyConfig:
         from likeme.training.classifying import learning_rate
 
         return self.lr if self.lr is not None else learning_rate(self.trainable, backbone, self.head_lr)
+
+
+def summary(cfg: ClassifyConfig, run: Path, m: dict) -> str:
+    """What `likeme train classifier` prints when done: validation accuracy and macro-F1."""
+    if "val_accuracy" in m:
+        line = (f"{run}: validation accuracy {m['val_accuracy']:.4f}, macro-F1 {m['val_macro_f1']:.4f} on "
+                f"{m['val_examples']} texts ({m['labels']} labels, best epoch {m['best_epoch']})")
+    else:
+        line = f"{run}: trained on {m['train_examples']} texts ({m['labels']} labels; too few to hold any out)"
+    return line + f'\nUse it: likeme classify {run} "some text"'
 
 
 def train_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

@@ -1,8 +1,5 @@
 """Smaller and faster, like me: a student model learns from a trained run (the teacher), not only from labels.
-
-    likeme train distill --teacher runs/intents --student minilm --data intents.csv     # a classifier
-    likeme train distill --teacher runs/intents --data intents.csv --unlabelled more.txt
-    likeme train distill --teacher runs/ana-voice --student runs/small-lm               # a voice (its store)
+(Examples: `DistillConfig`, which is `likeme train distill --help`.)
 
 Knowledge distillation (Hinton et al. 2015): the loss is alpha * CE on the real labels + (1 - alpha) *
 T^2 * KL(teacher || student) at temperature T (`losses.DistillationLoss`). The teacher runs once, before
@@ -24,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +31,12 @@ from likeme.errors import LikemeError
 
 @dataclass
 class DistillConfig:
+    """Smaller and faster: a student model learns a classifier's or a voice's outputs (--teacher RUN).
+
+    \b
+    likeme train distill --teacher runs/intents --student minilm --data intents.csv
+    likeme train distill --teacher runs/intents --data intents.csv --unlabelled more.txt
+    likeme train distill --teacher runs/ana-voice --student runs/small-lm"""
     teacher: str = field(default="", metadata={"metavar": "RUN", "help": "The trained run to learn from: a classifier or a voice."})
     student: str | None = field(default=None, metadata={
         "help": "The smaller model: classifier teacher: any backbone `likeme train classifier` accepts (default "
@@ -75,6 +79,17 @@ class DistillConfig:
     precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/<teacher>-distilled)."})
+
+
+def summary(cfg: DistillConfig, run: Path, m: dict) -> str:
+    """What `likeme train distill` prints when done: the student's figures beside the teacher's."""
+    if "val_accuracy" in m:
+        return (f"{run}: validation accuracy {m['val_accuracy']:.4f} (teacher {m['teacher_val_accuracy']:.4f}), "
+                f"macro-F1 {m['val_macro_f1']:.4f} on {m['val_examples']} texts\nUse it: likeme classify {run} \"some text\"")
+    if "ppl" in m:
+        return (f"{run}: held-out perplexity {m['base_ppl']:.2f} (student) -> {m['ppl']:.2f} after {m['steps']} "
+                f"steps; teacher {m['teacher_ppl']:.2f}\nTalk to it: likeme chat {run}")
+    return f"{run}: trained on {m['train_examples']} texts (too few to hold any out)"
 
 
 def train_distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
@@ -126,8 +141,6 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
             extra_texts = tables.read_labelled(cfg.unlabelled, text_col, None, need_labels=False)[0]
         else:
             extra_texts = [line.strip() for line in Path(cfg.unlabelled).read_text("utf-8").splitlines() if line.strip()]
-    import time
-
     import torch
     from transformers import EarlyStoppingCallback, set_seed
 
@@ -160,7 +173,6 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
     with run.recording():
         examples = [{"input_ids": rows[i], "labels": y[i], "teacher": soft[i]} for i in range(len(rows))]
         train_set, val_set = [examples[i] for i in train_idx], [examples[i] for i in val_idx]
-
         # -- train -------------------------------------------------------------------------------
         steps_per_epoch, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         lr = cfg.lr or classifying.learning_rate(method, backbone, cfg.head_lr)
@@ -175,7 +187,6 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
             optimizers=(optimizer, None),
             callbacks=[*([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if val_set else []), *callbacks])
         tr.fit(trainer, run, resume=resume)
-
         # -- evaluate ----------------------------------------------------------------------------
         best = trainer.state.best_model_checkpoint
         validation, confusion = classifying.validate(trainer, val_set, names)
@@ -188,12 +199,11 @@ def _classifier(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progr
                    "epochs": round(trainer.state.epoch or 0, 4),
                    "best_epoch": round(int(best.rsplit("-", 1)[-1]) / steps_per_epoch, 4) if best else None,
                    "teacher_seconds": teacher_seconds, "seconds": run.metrics.rows()[-1]["seconds"]}
-
         # -- save --------------------------------------------------------------------------------
         if method == "lora":
             model = model.merge_and_unload()  # a plain model: loads with no PEFT, as fast as the base
-        classifying.save(run, model, tok, names, confusion, ylabel=f"distillation loss (T={cfg.temperature:g}, "
-                                                                      f"alpha={cfg.alpha:g})")
+        classifying.save(run, model, tok, names, confusion,
+                         ylabel=f"distillation loss (T={cfg.temperature:g}, alpha={cfg.alpha:g})")
         run.finish(figures)
     return run.path
 
@@ -234,8 +244,7 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
     from likeme.training import losses, soft_targets, trainable
     from likeme.training import trainer as tr
 
-    cfg = dataclasses.replace(cfg, trainable=cfg.trainable or "all", epochs=cfg.epochs or 1.0,
-                              batch_size=cfg.batch_size or 8)
+    cfg = dataclasses.replace(cfg, trainable=cfg.trainable or "all", epochs=cfg.epochs or 1.0, batch_size=cfg.batch_size or 8)
     held = data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))]  # evaluations: an even subset
     teacher, _ = models.load_causal_lm(ref, device=tr.device())
     teacher_ppl = perplexity(teacher, data.heldout, tok.pad_token_id, cfg.batch_size)
@@ -252,7 +261,6 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         if "baseline" not in run.meta:
             run.update(baseline={"ppl": round(perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size), 4)})
         model = trainable.select(model, cfg.trainable, last_blocks=cfg.last_blocks, task_type="CAUSAL_LM").train()
-
         # -- train -------------------------------------------------------------------------------
         _, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         args = tr.arguments(
@@ -267,7 +275,6 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
             progress=progress, total_steps=total, eval_dataset=eval_set,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks])
         tr.fit(trainer, run, resume=resume)
-
         # -- evaluate ----------------------------------------------------------------------------
         best = trainer.state.best_model_checkpoint
         figures = {"base_ppl": run.meta["baseline"]["ppl"], "teacher_ppl": round(teacher_ppl, 4),
@@ -276,7 +283,6 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
                    "teacher_tokens": sum(len(e["teacher"]) for e in train_set), "top_k": cfg.top_k,
                    "steps": trainer.state.global_step, "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
                    "seconds": run.metrics.rows()[-1]["seconds"]}
-
         # -- save --------------------------------------------------------------------------------
         if cfg.trainable == "lora":
             model = model.merge_and_unload()  # full weights: the run loads without its student's folder
@@ -284,7 +290,6 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
             model.float().cpu().eval().save_pretrained(folder)
             tok.save_pretrained(folder)
         from likeme.check import plots
-        from likeme.data import examples
 
         plots.learning_curves(run.path, ylabel=f"distillation loss (T={cfg.temperature:g}, alpha={cfg.alpha:g})")
         run.finish(figures)

@@ -38,6 +38,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likeme.batching import Passes
 from likeme.config import precision_field
 from likeme.errors import LikemeError
 
@@ -47,6 +48,10 @@ FEATURE = "cos(text, NAME's centroid) - cos(text, others' centroid); p = sigmoid
 
 @dataclass
 class EmbedConfig:
+    """Match my vibe: fine-tune sentence embeddings so NAME's messages lie close together.
+
+    Triplets from the store: anchor and positive by NAME, negative by someone else in the same
+    session. Saves a likeness score for `likeme score` and a model for `likeme search`."""
     name: str = field(default="", metadata={"flag": "as", "metavar": "NAME",
                                             "help": "Whose style to learn, as `likeme people` shows them."})
     db: str | None = field(default=None, metadata={"help": "The store to read (default: $LIKEME_HOME/likeme.db)."})
@@ -83,6 +88,18 @@ class EmbedConfig:
     precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (triplet sampling, data order, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-embedder)."})
+
+
+def summary(cfg: EmbedConfig, run: Path, m: dict) -> str:
+    """What `likeme train embedder` prints when done: held-out triplet accuracy and AUC, base and trained."""
+    lines = []
+    if "triplet_accuracy" in m:
+        lines.append(f"{run}: held-out triplet accuracy {m['base_triplet_accuracy']} (base) -> "
+                     f"{m['triplet_accuracy']} after {m['steps']} steps")
+    if m.get("auc") is not None:
+        lines.append(f"held-out AUC of the likeness score: {m['base_auc']} (base) -> {m['auc']}")
+        lines.append(f'Try: likeme score {run} "some text"   or   likeme search {run} "some text"')
+    return "\n".join(lines)
 
 
 def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
@@ -164,14 +181,14 @@ def train_embedder(cfg: EmbedConfig, *, resume: bool = False, progress: bool = T
         eval_rows = held_rows[:: max(1, -(-len(held_rows) // cfg.eval_max))] if held_rows else []
 
         # -- train -------------------------------------------------------------------------------
-        passes = _Passes(epoch_rows, min(len(fixed_train), cfg.max_triplets), cfg.batch_size, cfg.seed)
+        passes = Passes(epoch_rows, min(len(fixed_train), cfg.max_triplets), cfg.batch_size, cfg.seed)
         total = tr.steps(len(passes), cfg.batch_size, cfg.epochs, cfg.max_steps)[1]
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every if eval_rows else None, save_steps=cfg.eval_every,
             max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=0.01,
             # 10% warm-up, then linear decay: the sentence-transformers training examples' schedule.
             lr_scheduler_type="linear", warmup_steps=max(1, total // 10),
-            train_sampling_strategy="sequential",  # _Passes orders each pass in batches of similar length
+            train_sampling_strategy="sequential",  # Passes orders each pass in batches of similar length
             ddp_find_unused_parameters=True)  # several processes: an encoder's pooler is unused by mean pooling
 
         def collate(batch: list[tuple]) -> dict:  # arity columns -> {"features": [{input_ids: (B, T), ...}, ...]}
@@ -228,28 +245,6 @@ def _sessions(cfg: EmbedConfig):
         raise LikemeError("--heldout 0 leaves nothing to calibrate the likeness score on: use a fraction like 0.1"
                           if cfg.heldout <= 0 else f"{cfg.name} speaks in only one session: ingest chats spanning more sessions")
     return train_s, held_s, provenance
-
-
-class _Passes:
-    """The training rows of one pass (`make(epoch)`, cut or cycled to `size`), in batches of similar
-    length (`batching.length_batches`), remade for each pass: the Trainer calls `set_epoch` before each."""
-
-    def __init__(self, make, size: int, batch_size: int, seed: int):
-        self.make, self.size, self.batch_size, self.seed = make, size, batch_size, seed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        from likeme.batching import length_batches
-
-        rows = self.make(epoch)
-        rows = (rows * -(-self.size // len(rows)))[: self.size]
-        self.rows = [r for b in length_batches(rows, self.batch_size, random.Random(self.seed + epoch)) for r in b]
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, i: int):
-        return self.rows[i]
 
 
 def _write_score(run: Path, name: str, **calibrations) -> None:

@@ -27,6 +27,12 @@ QA = re.compile(r"Question:\s*(.*?)\s*Answer:\s*(.*?)\s*(?=Question:|\Z)", re.S)
 
 @dataclass
 class InstructConfig:
+    """Instruction tuning: answers to instructions (Alpaca JSON/JSONL, chat messages JSONL or
+    'Question: ... Answer: ...' text), the loss on the answers only.
+
+    \b
+    likeme train instruct --data alpaca.json
+    likeme train instruct --data faq.txt --base runs/gpt --trainable all"""
     data: str = field(default="", metadata={
         "metavar": "FILE", "help": "Alpaca JSON/JSONL (instruction, input, output), chat JSONL ({\"messages\": [...]}) "
                                    "or plain text of 'Question: ... Answer: ...'."})
@@ -87,6 +93,12 @@ def read_conversations(path: str | Path) -> list[list[dict]]:
     except IngestError as e:
         raise LikemeError(str(e)) from None
     return out
+
+
+def summary(cfg: InstructConfig, run: Path, m: dict) -> str:
+    """What `likeme train instruct` prints when done: the held-out perplexity of the answers."""
+    return (f"{run}: held-out perplexity of the answers {m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} "
+            f"after {m['steps']} steps\nAsk it: likeme chat {run}")
 
 
 def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

@@ -29,6 +29,12 @@ LOSSES = {"dpo": "sigmoid", "ipo": "ipo"}  # --method -> TRL's loss_type
 
 @dataclass
 class PreferConfig:
+    """Preference tuning (DPO): make a voice prefer NAME's real replies over what it wrote (--pairs FILE).
+
+    \b
+    likeme pairs --as Ana --from runs/ana-voice
+    likeme train prefer --from runs/ana-voice --pairs ~/.likeme/pairs/ana.jsonl
+    likeme chat runs/ana-prefer"""
     from_run: str | None = field(default=None, metadata={
         "flag": "from", "metavar": "RUN", "help": "The voice run to tune (likeme train voice, or an earlier prefer run)."})
     pairs: str | None = field(default=None, metadata={
@@ -56,6 +62,15 @@ class PreferConfig:
     precision: str = precision_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, LoRA init, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-prefer)."})
+
+
+def summary(cfg: PreferConfig, run: Path, m: dict) -> str:
+    """What `likeme train prefer` prints when done: how often the tuned voice prefers the real reply."""
+    lines = []
+    if "val_reward_accuracy" in m:
+        lines.append(f"{run}: on {m['val_pairs']} held-out pairs the tuned voice prefers the real reply in "
+                     f"{m['val_reward_accuracy']:.0%} (reward margin {m['val_reward_margin']:.3f}), after {m['steps']} steps")
+    return "\n".join(lines + [f"Talk to it: likeme chat {run}"])
 
 
 def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

@@ -26,6 +26,13 @@ from likeme.errors import LikemeError
 
 @dataclass
 class PretrainConfig:
+    """A GPT from scratch: pretrain a small Llama-style model on raw text (--data FILE or --db), with a
+    tokenizer from likeme train tokenizer; or continue a model's pretraining (--base MODEL).
+
+    \b
+    likeme train tokenizer --data input.txt --kind char --out runs/chars
+    likeme train pretrain --data input.txt --tokenizer runs/chars --block-size 64 --max-steps 2000
+    likeme train pretrain --data notes.txt --base smollm2-135m --max-steps 200"""
     data: list[str] = field(default_factory=list, metadata={
         "metavar": "FILE", "help": "Plain-text files to learn from (each one document); repeat the flag for more."})
     db: str | None = field(default=None, metadata={
@@ -71,6 +78,13 @@ def build_model(vocab_size: int, cfg: PretrainConfig, tokenizer):
         tie_word_embeddings=True,  # GPT-2 and SmolLM2 share the embedding and the LM head: fewer weights
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return LlamaForCausalLM(config)
+
+
+def summary(cfg: PretrainConfig, run: Path, m: dict) -> str:
+    """What `likeme train pretrain` prints when done: the validation loss per token and per character."""
+    return (f"{run}: validation loss {m['val_loss']:.4f} per token ({m['val_loss_per_char']:.4f} per character) "
+            f"after {m['steps']} steps, {m['parameters']:,} parameters\n"
+            f"Write with it: likeme generate {run} \"Once upon a time\"")
 
 
 def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

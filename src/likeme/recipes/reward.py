@@ -27,6 +27,12 @@ from likeme.errors import LikemeError
 
 @dataclass
 class RewardConfig:
+    """A reward model of NAME from comparisons (--pairs FILE, from likeme pairs or likeme compare):
+    a scalar head trained so that the chosen reply scores above the rejected one.
+
+    \b
+    likeme train reward --pairs ~/.likeme/pairs/ana.jsonl
+    likeme train reward --pairs pairs.jsonl --base minilm"""
     pairs: str | None = field(default=None, metadata={
         "metavar": "FILE", "help": "Pairs in TRL's prompt / chosen / rejected JSONL (likeme pairs, likeme compare)."})
     base: str = field(default="smollm2-135m", metadata={
@@ -59,6 +65,16 @@ class RewardConfig:
         if self.lr is not None:
             return self.lr
         return 1e-4 if self.trainable == "lora" else (2e-5 if kind == "encoder" else 1e-5)
+
+
+def summary(cfg: RewardConfig, run: Path, m: dict) -> str:
+    """What `likeme train reward` prints when done: the held-out pairwise accuracy, untrained and trained."""
+    if "val_accuracy" in m:
+        line = (f"{run}: held-out pairwise accuracy {m['base_val_accuracy']:.3f} (untrained head) -> "
+                f"{m['val_accuracy']:.3f} on {m['val_pairs']} pairs, after {m['steps']} steps")
+    else:
+        line = f"{run}: trained on {m['train_pairs']} pairs (too few prompts to hold any out)"
+    return line + f"\nUse it as a judge: likeme eval VOICE_RUN --data EXPORT --as NAME --judge {run}"
 
 
 def train_reward(cfg: RewardConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

@@ -29,6 +29,12 @@ KINDS = ("bpe", "char", "word")
 
 @dataclass
 class TokenizerConfig:
+    """Text into tokens: a byte-level BPE, character or word tokenizer trained on your text (--data FILE
+    or --db), with <|endoftext|> and the ChatML tokens, for likeme train pretrain --tokenizer RUN.
+
+    \b
+    likeme train tokenizer --data input.txt --kind char --out runs/chars
+    likeme train tokenizer --db --as Ana --kind bpe --vocab-size 4000"""
     data: list[str] = field(default_factory=list, metadata={
         "metavar": "FILE", "help": "Plain-text files to learn from; repeat the flag for more."})
     db: str | None = field(default=None, metadata={"help": "Learn from the store's messages instead."})
@@ -88,6 +94,14 @@ def build_tokenizer(texts: Iterable[str], kind: str, vocab_size: int):
                                    additional_special_tokens=["<|im_start|>", "<|im_end|>"])
     fast.chat_template = CHATML
     return fast
+
+
+def summary(cfg: TokenizerConfig, run: Path, m: dict) -> str:
+    """What `likeme train tokenizer` prints when done: the vocabulary and how it cuts the held-out text."""
+    return (f"{run}: {m['kind']} tokenizer, {m['vocab_size']:,} tokens; on the held-out text "
+            f"{m['heldout_chars_per_token']:.2f} characters per token, {m['heldout_tokens_per_word']:.2f} tokens per "
+            f"word, {m['heldout_unknown_rate']:.2%} unknown\n"
+            f"See it: likeme tokenize {run} \"Hello there\"")
 
 
 def train_tokenizer(cfg: TokenizerConfig, *, resume: bool = False, progress: bool = True) -> Path:

@@ -24,6 +24,9 @@ from likeme.errors import LikemeError
 
 @dataclass
 class VoiceConfig:
+    """Write like me: fine-tune a causal LM on NAME's replies in the store.
+
+    Ctrl-C stops after the current step and keeps a checkpoint that --resume continues from."""
     name: str = field(default="", metadata={"flag": "as", "metavar": "NAME",
                                             "help": "Whose voice to learn, as `likeme people` shows them."})
     db: str | None = field(default=None, metadata={"help": "The store to read (default: $LIKEME_HOME/likeme.db)."})
@@ -95,6 +98,13 @@ class VoiceConfig:
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (5e-4 if self.trainable == "lora" else 2e-5)
+
+
+def summary(cfg: VoiceConfig, run: Path, m: dict) -> str:
+    """What `likeme train voice` prints when done: the held-out perplexity, base and trained."""
+    return (f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
+            f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps\n"
+            f"Talk to it: likeme chat {run}")
 
 
 def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
