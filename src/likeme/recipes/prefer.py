@@ -83,12 +83,12 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
     from trl import DPOConfig, DPOTrainer
 
     from likeme import processes
+    from likeme.training import causal_lm
     from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
     model, tok = models.load_causal_lm(voice, device=tr.device())  # the voice's own LoRA merged in
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    causal_lm.pad_with_eos(tok)
     fitted = [fit_prompt(tok, r, cfg.max_length) for r in rows]
     train_set = Dataset.from_list([fitted[i] for i in train_idx])
     val_set = Dataset.from_list([fitted[i] for i in val_idx]) if val_idx else None
@@ -126,9 +126,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
                        "val_reward_margin": last[0]["eval_rewards_margins"], "val_loss": last[0]["eval_loss"], **figures}
 
         # -- save --------------------------------------------------------------------------------
-        with run.saving_model() as folder:  # the new adapter, on the voice
-            trainer.model.save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, trainer.model, tok)  # the new adapter, on the voice
         plots.learning_curves(run.path, ylabel="DPO loss", right="eval_rewards_accuracies" if val_set else None)
         run.finish(figures)
     return run.path

@@ -92,16 +92,15 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         raise LikemeError(f"--dim {cfg.dim} does not divide into --heads {cfg.heads}")
     from transformers import set_seed
 
+    from likeme.training import causal_lm
     from likeme.training import trainer as tr
     from likeme.training.callbacks import SampleCallback
 
     set_seed(cfg.seed)
-    tok = models.load_tokenizer(cfg.base or cfg.tokenizer)
+    tok = causal_lm.load_tokenizer(cfg.base or cfg.tokenizer)
     eos = tok.eos_token_id
     if eos is None:
         raise LikemeError(f"the tokenizer of {cfg.base or cfg.tokenizer} has no end-of-text token to separate documents")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
     docs, provenance = text_documents(cfg.data, cfg.db, cfg.name)
     text_chars = sum(len(d) for d in docs)
     stream = token_stream([tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs], eos)
@@ -122,7 +121,8 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate(), weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
+            # every weight trains: from scratch nanoGPT's 1e-3 for small models, continuing a model 5e-5
+            learning_rate=causal_lm.learning_rate(cfg.lr, "all", full=5e-5 if cfg.base else 1e-3), weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
             adam_beta2=0.99,  # nanoGPT's for small models and few tokens per step
             lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
             warmup_steps=min(cfg.warmup_steps, max(1, total // 10)), logging_steps=max(1, min(10, cfg.eval_every)),
@@ -130,7 +130,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         trainer = tr.make_trainer(
             run, model, args, train, lambda batch: batching.collate(batch, tok.pad_token_id),
             progress=progress, total_steps=total,
-            eval_dataset=heldout[:: max(1, -(-len(heldout) // cfg.eval_max))],
+            eval_dataset=causal_lm.spread(heldout, cfg.eval_max),
             callbacks=[SampleCallback(run.metrics, tok, [[eos]], cfg.sample_tokens), *callbacks])
         tr.fit(trainer, run, resume=resume)
 
@@ -145,9 +145,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
                    "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with run.saving_model() as folder:
-            model.save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, model, tok)
         plots.learning_curves(run.path, ylabel="loss (nats/token)")
         run.finish(figures)
     return run.path
