@@ -27,12 +27,14 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import RunFields, TrainingFields
 from likeme.errors import LikemeError
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunFields, TrainingFields):
+    run_name = "<teacher>-distilled"
+    seeded = "split, head init, data order"
     teacher: str = field(default="", metadata={"metavar": "RUN", "help": "The trained run to learn from: a classifier or a voice."})
     student: str | None = field(default=None, metadata={
         "help": "The smaller model: classifier teacher: any backbone `likeme train classifier` accepts (default "
@@ -61,7 +63,6 @@ class DistillConfig:
         "help": "What trains in the student (default: all, or last-blocks for a causal classifier student)."})
     last_blocks: int = field(default=1, metadata={"help": "Blocks trained with --trainable last-blocks."})
     epochs: float | None = field(default=None, metadata={"help": "Passes over the data (default: classifier 10, voice 1)."})
-    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={
         "help": "Peak learning rate (default as `likeme train classifier` for the same student; voice 5e-5, lora 5e-4)."})
     head_lr: float = field(default=2e-3, metadata={"help": "Classifier: the new head's rate (it starts random)."})
@@ -72,9 +73,6 @@ class DistillConfig:
     eval_every: int = field(default=20, metadata={"help": "Voice: evaluate and checkpoint every N steps."})
     eval_max: int = field(default=64, metadata={"help": "Voice: held-out examples scored at each evaluation."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
-    precision: str = precision_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/<teacher>-distilled)."})
 
 
 def train_distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

@@ -19,14 +19,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field, quantize_field
+from likeme.config import LoraFields, RunFields, TrainingFields, quantize_field
 from likeme.errors import LikemeError
 
 QA = re.compile(r"Question:\s*(.*?)\s*Answer:\s*(.*?)\s*(?=Question:|\Z)", re.S)
 
 
 @dataclass
-class InstructConfig:
+class InstructConfig(RunFields, LoraFields, TrainingFields):
+    run_name = "instruct"
+    seeded = "split, order, LoRA init"
     data: str = field(default="", metadata={
         "metavar": "FILE", "help": "Alpaca JSON/JSONL (instruction, input, output), chat JSONL ({\"messages\": [...]}) "
                                    "or plain text of 'Question: ... Answer: ...'."})
@@ -38,18 +40,11 @@ class InstructConfig:
     epochs: float = field(default=2.0, metadata={"help": "Passes over the examples (few examples: more passes)."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate (default 5e-4 for LoRA, 2e-5 for all)."})
-    batch_size: int = field(default=8, metadata={"help": "Examples per step."})
     block_size: int = field(default=512, metadata={"help": "Tokens per example at most (longer ones are cut)."})
     heldout: float = field(default=0.1, metadata={"help": "Fraction of examples held out (seeded, at least one)."})
     eval_every: int = field(default=20, metadata={"help": "Evaluate, and write a checkpoint, every N steps."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
-    precision: str = precision_field()
     quantize: str | None = quantize_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (split, order, LoRA init)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/instruct)."})
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-4 if self.trainable == "lora" else 2e-5)
 
 
 def read_conversations(path: str | Path) -> list[list[dict]]:

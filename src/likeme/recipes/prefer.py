@@ -21,14 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import LoraFields, RunFields, TrainingFields, with_default
 from likeme.errors import LikemeError
 
 LOSSES = {"dpo": "sigmoid", "ipo": "ipo"}  # --method -> TRL's loss_type
 
 
 @dataclass
-class PreferConfig:
+class PreferConfig(RunFields, LoraFields, TrainingFields):
+    run_name = "NAME-prefer"
+    seeded = "split, LoRA init, data order"
     from_run: str | None = field(default=None, metadata={
         "flag": "from", "metavar": "RUN", "help": "The voice run to tune (likeme train voice, or an earlier prefer run)."})
     pairs: str | None = field(default=None, metadata={
@@ -39,7 +41,7 @@ class PreferConfig:
     beta: float = field(default=0.1, metadata={
         "help": "How far the voice may move from where it started (DPO's KL weight; 0.1 is the paper's)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank of the new adapter."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
+    lora_alpha: int = with_default(LoraFields, "lora_alpha", 32)  # 2 x rank
     lora_dropout: float = field(default=0.0, metadata={
         "help": "Dropout on the LoRA path (0: DPO compares the model with itself, so dropout adds noise to it)."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the pairs."})
@@ -53,9 +55,6 @@ class PreferConfig:
         "help": "Tokens per prompt + reply; a longer prompt loses its oldest turns, never the reply."})
     val_fraction: float = field(default=0.1, metadata={"help": "Share of the prompts held out with all their pairs."})
     eval_every: int = field(default=20, metadata={"help": "Held-out rewards, and a checkpoint, every N steps."})
-    precision: str = precision_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (split, LoRA init, data order)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-prefer)."})
 
 
 def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:

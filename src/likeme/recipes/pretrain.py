@@ -20,12 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import RunFields, TrainingFields
 from likeme.errors import LikemeError
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunFields, TrainingFields):
+    run_name = "pretrain"
+    seeded = "initial weights, data order"
     data: list[str] = field(default_factory=list, metadata={
         "metavar": "FILE", "help": "Plain-text files to learn from (each one document); repeat the flag for more."})
     db: str | None = field(default=None, metadata={
@@ -53,12 +55,6 @@ class PretrainConfig:
     eval_max: int = field(default=240, metadata={
         "help": "Validation blocks scored at each evaluation, evenly spread (metrics.json scores them all)."})
     sample_tokens: int = field(default=64, metadata={"help": "Tokens of the sample logged at each evaluation (0: none)."})
-    precision: str = precision_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (initial weights, data order)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/pretrain)."})
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-5 if self.base else 1e-3)
 
 
 def build_model(vocab_size: int, cfg: PretrainConfig, tokenizer):

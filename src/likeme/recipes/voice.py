@@ -18,12 +18,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field, quantize_field
+from likeme.config import LoraFields, RunFields, TrainingFields, quantize_field
 from likeme.errors import LikemeError
 
 
 @dataclass
-class VoiceConfig:
+class VoiceConfig(RunFields, LoraFields, TrainingFields):
+    run_name = "NAME-voice"
+    seeded = "data order, LoRA init, dropout"
     name: str = field(default="", metadata={"flag": "as", "metavar": "NAME",
                                             "help": "Whose voice to learn, as `likeme people` shows them."})
     db: str | None = field(default=None, metadata={"help": "The store to read (default: $LIKEME_HOME/likeme.db)."})
@@ -35,16 +37,9 @@ class VoiceConfig:
     trainable: str = field(default="lora", metadata={
         "choices": ["lora", "all", "last-blocks"],
         "help": "What trains: LoRA adapters, every weight, or the last --last-blocks blocks and the final norm."})
-    lora_r: int = field(default=32, metadata={
-        "help": "LoRA rank. 32: in 10 CPU minutes on Shakespeare held-out perplexity 82.9 against 88.1 at 16 "
-                "(bench/voice_defaults.py); in 3 minutes on chatterbot 93 against 105; 64 gave 87 with an adapter "
-                "twice the size."})
-    lora_alpha: int = field(default=64, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path (small data overfits)."})
     last_blocks: int = field(default=2, metadata={"help": "Blocks trained with --trainable last-blocks."})
     epochs: float | None = field(default=None, metadata={
         "help": "Passes over the training examples (default: 3 under 500 examples, else 1)."})
-    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides --epochs)."})
     max_minutes: float | None = field(default=None, metadata={
         "help": "Train for about this many minutes (the steps' wall time, evaluations included): the number of "
                 "steps, and the learning-rate schedule with it, is fitted to the time (overrides --epochs)."})
@@ -88,13 +83,7 @@ class VoiceConfig:
     eval_max: int = field(default=64, metadata={
         "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
-    precision: str = precision_field()
     quantize: str | None = quantize_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (data order, LoRA init, dropout)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-voice)."})
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-4 if self.trainable == "lora" else 2e-5)
 
 
 def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
