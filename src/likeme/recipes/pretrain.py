@@ -118,7 +118,8 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
             # every weight trains: from scratch nanoGPT's 1e-3 for small models, continuing a model 5e-5
-            learning_rate=causal_lm.learning_rate(cfg.lr, "all", full=5e-5 if cfg.base else 1e-3), weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
+            learning_rate=causal_lm.learning_rate(cfg.lr, "all", full=5e-5 if cfg.base else 1e-3),
+            weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
             adam_beta2=0.99,  # nanoGPT's for small models and few tokens per step
             lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
             warmup_steps=min(cfg.warmup_steps, max(1, total // 10)), logging_steps=max(1, min(10, cfg.eval_every)),
