@@ -25,7 +25,9 @@ def sampling_options(fn):
     """The sampling flags (--temperature ... --num-return-sequences), one per `decoding.Sampling` field,
     help text and defaults written once there. Each is None when not given."""
     from likeme.config import click_options
-    from likeme.use.decoding import Sampling  # light: decoding.py imports torch only inside its functions
+    from likeme.use.decoding import (
+        Sampling,  # light: decoding.py imports torch only inside its functions
+    )
 
     return click_options(Sampling)(fn)
 

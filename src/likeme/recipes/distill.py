@@ -25,18 +25,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import RunFields, TrainingFields
 from likeme.errors import LikemeError
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunFields, TrainingFields):
     """Smaller and faster: a student model learns a classifier's or a voice's outputs (--teacher RUN).
 
     \b
     likeme train distill --teacher runs/intents --student minilm --data intents.csv
     likeme train distill --teacher runs/intents --data intents.csv --unlabelled more.txt
     likeme train distill --teacher runs/ana-voice --student runs/small-lm"""
+    run_name = "<teacher>-distilled"
+    seeded = "split, head init, data order"
     teacher: str = field(default="", metadata={"metavar": "RUN", "help": "The trained run to learn from: a classifier or a voice."})
     student: str | None = field(default=None, metadata={
         "help": "The smaller model: classifier teacher: any backbone `likeme train classifier` accepts (default "
@@ -65,7 +67,6 @@ class DistillConfig:
         "help": "What trains in the student (default: all, or last-blocks for a causal classifier student)."})
     last_blocks: int = field(default=1, metadata={"help": "Blocks trained with --trainable last-blocks."})
     epochs: float | None = field(default=None, metadata={"help": "Passes over the data (default: classifier 10, voice 1)."})
-    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={
         "help": "Peak learning rate (default as `likeme train classifier` for the same student; voice 5e-5, lora 5e-4)."})
     head_lr: float = field(default=2e-3, metadata={"help": "Classifier: the new head's rate (it starts random)."})
@@ -76,9 +77,6 @@ class DistillConfig:
     eval_every: int = field(default=20, metadata={"help": "Voice: evaluate and checkpoint every N steps."})
     eval_max: int = field(default=64, metadata={"help": "Voice: held-out examples scored at each evaluation."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
-    precision: str = precision_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/<teacher>-distilled)."})
 
 
 def summary(cfg: DistillConfig, run: Path, m: dict) -> str:
@@ -215,6 +213,7 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
     from likeme.check.evaluate import perplexity
     from likeme.data import examples
     from likeme.data.store import Store
+    from likeme.training import causal_lm
 
     # -- setup: the same examples the voice learned from, the teacher's top-k on them, the student ----
     if not cfg.student:
@@ -222,12 +221,10 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
                           f"the tokenizer of {cfg.teacher})")
     voice = dict(runs.voice_config(meta), recall=0)  # how the teacher's examples were built (without recall)
     name = cfg.name or meta.get("as")
-    tok, teacher_tok = models.load_tokenizer(cfg.student), models.load_tokenizer(ref)
+    tok, teacher_tok = causal_lm.load_tokenizer(cfg.student), models.load_tokenizer(ref)
     if tok.get_vocab() != teacher_tok.get_vocab():
         raise LikemeError(f"{cfg.student} and {cfg.teacher} do not share a tokenizer ({len(tok)} and {len(teacher_tok)} "
                           "tokens): the student learns the teacher's next-token distributions, token by token")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
     with Store(cfg.db or voice.get("db")) as store:
         gap = timedelta(hours=voice.get("session_gap_hours", 6.0))
         if voice.get("format", "persona") == "persona":
@@ -244,8 +241,9 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
     from likeme.training import losses, soft_targets, trainable
     from likeme.training import trainer as tr
 
-    cfg = dataclasses.replace(cfg, trainable=cfg.trainable or "all", epochs=cfg.epochs or 1.0, batch_size=cfg.batch_size or 8)
-    held = data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))]  # evaluations: an even subset
+    cfg = dataclasses.replace(cfg, trainable=cfg.trainable or "all", epochs=cfg.epochs or 1.0,
+                              batch_size=cfg.batch_size or 8)
+    held = causal_lm.spread(data.heldout, cfg.eval_max)  # evaluations: an even subset
     teacher, _ = models.load_causal_lm(ref, device=tr.device())
     teacher_ppl = perplexity(teacher, data.heldout, tok.pad_token_id, cfg.batch_size)
     train_set, eval_set = (soft_targets.top_k(teacher, d, tok.pad_token_id, cfg.top_k, cfg.batch_size)
@@ -258,16 +256,14 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
               temperature=cfg.temperature, alpha=cfg.alpha, top_k=cfg.top_k, voice_config=voice,
               **{"as": name, "partner": data.partner})
     with run.recording():
-        if "baseline" not in run.meta:
-            run.update(baseline={"ppl": round(perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size), 4)})
+        causal_lm.baseline_perplexity(run, model, data.heldout, tok.pad_token_id, cfg.batch_size)
         model = trainable.select(model, cfg.trainable, last_blocks=cfg.last_blocks, task_type="CAUSAL_LM").train()
         # -- train -------------------------------------------------------------------------------
         _, total = tr.steps(len(train_set), cfg.batch_size, cfg.epochs, cfg.max_steps)
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total, per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr or (5e-4 if cfg.trainable == "lora" else 5e-5),
-            lr_scheduler_type="cosine", warmup_steps=max(1, total // 20), label_names=["labels"],
-            load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+            per_device_eval_batch_size=cfg.batch_size, learning_rate=causal_lm.learning_rate(cfg.lr, cfg.trainable, full=5e-5),
+            lr_scheduler_type="cosine", warmup_steps=max(1, total // 20), label_names=["labels"], **causal_lm.KEEP_BEST,
             prediction_loss_only=True)  # an evaluation is the distillation loss on held-out replies
         objective = losses.DistillObjective(model, losses.DistillationLoss(cfg.temperature, cfg.alpha), tokens=True)
         trainer = tr.make_trainer(
@@ -276,19 +272,16 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks])
         tr.fit(trainer, run, resume=resume)
         # -- evaluate ----------------------------------------------------------------------------
-        best = trainer.state.best_model_checkpoint
         figures = {"base_ppl": run.meta["baseline"]["ppl"], "teacher_ppl": round(teacher_ppl, 4),
-                   "ppl": round(perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size), 4),
+                   "ppl": causal_lm.perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size),
                    "heldout_replies": len(data.heldout), "train_examples": len(data.train),
                    "teacher_tokens": sum(len(e["teacher"]) for e in train_set), "top_k": cfg.top_k,
-                   "steps": trainer.state.global_step, "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
+                   "steps": trainer.state.global_step, "best_step": causal_lm.best_step(trainer),
                    "seconds": run.metrics.rows()[-1]["seconds"]}
         # -- save --------------------------------------------------------------------------------
         if cfg.trainable == "lora":
             model = model.merge_and_unload()  # full weights: the run loads without its student's folder
-        with run.saving_model() as folder:
-            model.float().cpu().eval().save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, model.float().cpu().eval(), tok)
         from likeme.check import plots
 
         plots.learning_curves(run.path, ylabel=f"distillation loss (T={cfg.temperature:g}, alpha={cfg.alpha:g})")

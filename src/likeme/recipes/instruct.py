@@ -19,20 +19,22 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field, quantize_field
+from likeme.config import LoraFields, RunFields, TrainingFields, quantize_field
 from likeme.errors import LikemeError
 
 QA = re.compile(r"Question:\s*(.*?)\s*Answer:\s*(.*?)\s*(?=Question:|\Z)", re.S)
 
 
 @dataclass
-class InstructConfig:
+class InstructConfig(RunFields, LoraFields, TrainingFields):
     """Instruction tuning: answers to instructions (Alpaca JSON/JSONL, chat messages JSONL or
     'Question: ... Answer: ...' text), the loss on the answers only.
 
     \b
     likeme train instruct --data alpaca.json
     likeme train instruct --data faq.txt --base runs/gpt --trainable all"""
+    run_name = "instruct"
+    seeded = "split, order, LoRA init"
     data: str = field(default="", metadata={
         "metavar": "FILE", "help": "Alpaca JSON/JSONL (instruction, input, output), chat JSONL ({\"messages\": [...]}) "
                                    "or plain text of 'Question: ... Answer: ...'."})
@@ -44,18 +46,11 @@ class InstructConfig:
     epochs: float = field(default=2.0, metadata={"help": "Passes over the examples (few examples: more passes)."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate (default 5e-4 for LoRA, 2e-5 for all)."})
-    batch_size: int = field(default=8, metadata={"help": "Examples per step."})
     block_size: int = field(default=512, metadata={"help": "Tokens per example at most (longer ones are cut)."})
     heldout: float = field(default=0.1, metadata={"help": "Fraction of examples held out (seeded, at least one)."})
     eval_every: int = field(default=20, metadata={"help": "Evaluate, and write a checkpoint, every N steps."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
-    precision: str = precision_field()
     quantize: str | None = quantize_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (split, order, LoRA init)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/instruct)."})
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-4 if self.trainable == "lora" else 2e-5)
 
 
 def read_conversations(path: str | Path) -> list[list[dict]]:
@@ -105,7 +100,6 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     """Tune, evaluate and save; returns the run folder. Ctrl-C: a checkpoint and `runs.Interrupted`."""
     from likeme import batching, models, runs
     from likeme.check import plots
-    from likeme.check.evaluate import perplexity
     from likeme.data.examples import instruct_example
 
     # -- setup -----------------------------------------------------------------------------------
@@ -115,13 +109,11 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
     from transformers import EarlyStoppingCallback, set_seed
 
     from likeme.data.store import file_data
-    from likeme.training import trainable
+    from likeme.training import causal_lm, trainable
     from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
-    tok = models.load_tokenizer(cfg.base)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    tok = causal_lm.load_tokenizer(cfg.base)
     conversations = read_conversations(cfg.data)
     examples = [e for e in (instruct_example(tok, c, cfg.block_size) for c in conversations) if e]
     if len(examples) < 2:
@@ -135,8 +127,7 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
               prompt="chat template" if getattr(tok, "chat_template", None) else "alpaca",
               voice_config={"format": "instruct"})  # how chat, serve and export prompt it (generate.Voice)
     with run.recording():
-        if "baseline" not in run.meta:
-            run.update(baseline={"ppl": round(perplexity(model, heldout, tok.pad_token_id, cfg.batch_size), 4)})
+        causal_lm.baseline_perplexity(run, model, heldout, tok.pad_token_id, cfg.batch_size)
         model = trainable.select(model, cfg.trainable, task_type="CAUSAL_LM",
                                  lora=trainable.Lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
         model.train()
@@ -146,9 +137,8 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate(), lr_scheduler_type="cosine", warmup_steps=max(1, total // 20),
-            load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
-            include_num_input_tokens_seen="non_padding")
+            learning_rate=causal_lm.learning_rate(cfg.lr, cfg.trainable), lr_scheduler_type="cosine",
+            warmup_steps=max(1, total // 20), **causal_lm.KEEP_BEST, include_num_input_tokens_seen="non_padding")
         trainer = tr.make_trainer(
             run, model, args, train, lambda batch: batching.collate(batch, tok.pad_token_id), progress=progress,
             total_steps=total, eval_dataset=heldout,
@@ -158,15 +148,13 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
         # -- evaluate ----------------------------------------------------------------------------
         model = trainer.model
         figures = {"base_ppl": run.meta["baseline"]["ppl"],
-                   "ppl": round(perplexity(model, heldout, tok.pad_token_id, cfg.batch_size), 4),
+                   "ppl": causal_lm.perplexity(model, heldout, tok.pad_token_id, cfg.batch_size),
                    "train_examples": len(train), "heldout_examples": len(heldout),
                    "steps": trainer.state.global_step, "train_tokens": int(trainer.state.num_input_tokens_seen),
                    "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with run.saving_model() as folder:
-            model.save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, model, tok)
         plots.learning_curves(run.path, ylabel="loss (nats/token)")
         run.finish(figures)
     return run.path

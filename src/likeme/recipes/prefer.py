@@ -21,20 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import LoraFields, RunFields, TrainingFields, with_default
 from likeme.errors import LikemeError
 
 LOSSES = {"dpo": "sigmoid", "ipo": "ipo"}  # --method -> TRL's loss_type
 
 
 @dataclass
-class PreferConfig:
+class PreferConfig(RunFields, LoraFields, TrainingFields):
     """Preference tuning (DPO): make a voice prefer NAME's real replies over what it wrote (--pairs FILE).
 
     \b
     likeme pairs --as Ana --from runs/ana-voice
     likeme train prefer --from runs/ana-voice --pairs ~/.likeme/pairs/ana.jsonl
     likeme chat runs/ana-prefer"""
+    run_name = "NAME-prefer"
+    seeded = "split, LoRA init, data order"
     from_run: str | None = field(default=None, metadata={
         "flag": "from", "metavar": "RUN", "help": "The voice run to tune (likeme train voice, or an earlier prefer run)."})
     pairs: str | None = field(default=None, metadata={
@@ -45,7 +47,7 @@ class PreferConfig:
     beta: float = field(default=0.1, metadata={
         "help": "How far the voice may move from where it started (DPO's KL weight; 0.1 is the paper's)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank of the new adapter."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
+    lora_alpha: int = with_default(LoraFields, "lora_alpha", 32)  # 2 x rank
     lora_dropout: float = field(default=0.0, metadata={
         "help": "Dropout on the LoRA path (0: DPO compares the model with itself, so dropout adds noise to it)."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the pairs."})
@@ -59,9 +61,6 @@ class PreferConfig:
         "help": "Tokens per prompt + reply; a longer prompt loses its oldest turns, never the reply."})
     val_fraction: float = field(default=0.1, metadata={"help": "Share of the prompts held out with all their pairs."})
     eval_every: int = field(default=20, metadata={"help": "Held-out rewards, and a checkpoint, every N steps."})
-    precision: str = precision_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (split, LoRA init, data order)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-prefer)."})
 
 
 def summary(cfg: PreferConfig, run: Path, m: dict) -> str:
@@ -99,12 +98,12 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
 
     from likeme import processes
     from likeme.data.store import file_data
+    from likeme.training import causal_lm
     from likeme.training import trainer as tr
 
     set_seed(cfg.seed)
     model, tok = models.load_causal_lm(voice, device=tr.device())  # the voice's own LoRA merged in
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    causal_lm.pad_with_eos(tok)
     fitted = [fit_prompt(tok, r, cfg.max_length) for r in rows]
     train_set = Dataset.from_list([fitted[i] for i in train_idx])
     val_set = Dataset.from_list([fitted[i] for i in val_idx]) if val_idx else None
@@ -142,9 +141,7 @@ def train_prefer(cfg: PreferConfig, *, resume: bool = False, progress: bool = Tr
                        "val_reward_margin": last[0]["eval_rewards_margins"], "val_loss": last[0]["eval_loss"], **figures}
 
         # -- save --------------------------------------------------------------------------------
-        with run.saving_model() as folder:  # the new adapter, on the voice
-            trainer.model.save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, trainer.model, tok)  # the new adapter, on the voice
         plots.learning_curves(run.path, ylabel="DPO loss", right="eval_rewards_accuracies" if val_set else None)
         run.finish(figures)
     return run.path

@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import RunFields, TrainingFields
 from likeme.errors import LikemeError
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunFields, TrainingFields):
     """A GPT from scratch: pretrain a small Llama-style model on raw text (--data FILE or --db), with a
     tokenizer from likeme train tokenizer; or continue a model's pretraining (--base MODEL).
 
@@ -33,6 +33,8 @@ class PretrainConfig:
     likeme train tokenizer --data input.txt --kind char --out runs/chars
     likeme train pretrain --data input.txt --tokenizer runs/chars --block-size 64 --max-steps 2000
     likeme train pretrain --data notes.txt --base smollm2-135m --max-steps 200"""
+    run_name = "pretrain"
+    seeded = "initial weights, data order"
     data: list[str] = field(default_factory=list, metadata={
         "metavar": "FILE", "help": "Plain-text files to learn from (each one document); repeat the flag for more."})
     db: str | None = field(default=None, metadata={
@@ -60,12 +62,6 @@ class PretrainConfig:
     eval_max: int = field(default=240, metadata={
         "help": "Validation blocks scored at each evaluation, evenly spread (metrics.json scores them all)."})
     sample_tokens: int = field(default=64, metadata={"help": "Tokens of the sample logged at each evaluation (0: none)."})
-    precision: str = precision_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (initial weights, data order)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/pretrain)."})
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-5 if self.base else 1e-3)
 
 
 def build_model(vocab_size: int, cfg: PretrainConfig, tokenizer):
@@ -106,16 +102,15 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         raise LikemeError(f"--dim {cfg.dim} does not divide into --heads {cfg.heads}")
     from transformers import set_seed
 
+    from likeme.training import causal_lm
     from likeme.training import trainer as tr
     from likeme.training.callbacks import SampleCallback
 
     set_seed(cfg.seed)
-    tok = models.load_tokenizer(cfg.base or cfg.tokenizer)
+    tok = causal_lm.load_tokenizer(cfg.base or cfg.tokenizer)
     eos = tok.eos_token_id
     if eos is None:
         raise LikemeError(f"the tokenizer of {cfg.base or cfg.tokenizer} has no end-of-text token to separate documents")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
     docs, provenance = text_documents(cfg.data, cfg.db, cfg.name)
     text_chars = sum(len(d) for d in docs)
     stream = token_stream([tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs], eos)
@@ -136,7 +131,9 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate(), weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
+            # every weight trains: from scratch nanoGPT's 1e-3 for small models, continuing a model 5e-5
+            learning_rate=causal_lm.learning_rate(cfg.lr, "all", full=5e-5 if cfg.base else 1e-3),
+            weight_decay=cfg.weight_decay, max_grad_norm=cfg.grad_clip,
             adam_beta2=0.99,  # nanoGPT's for small models and few tokens per step
             lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
             warmup_steps=min(cfg.warmup_steps, max(1, total // 10)), logging_steps=max(1, min(10, cfg.eval_every)),
@@ -144,7 +141,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
         trainer = tr.make_trainer(
             run, model, args, train, lambda batch: batching.collate(batch, tok.pad_token_id),
             progress=progress, total_steps=total,
-            eval_dataset=heldout[:: max(1, -(-len(heldout) // cfg.eval_max))],
+            eval_dataset=causal_lm.spread(heldout, cfg.eval_max),
             callbacks=[SampleCallback(run.metrics, tok, [[eos]], cfg.sample_tokens), *callbacks])
         tr.fit(trainer, run, resume=resume)
 
@@ -159,9 +156,7 @@ def train_pretrain(cfg: PretrainConfig, *, resume: bool = False, progress: bool 
                    "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with run.saving_model() as folder:
-            model.save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, model, tok)
         plots.learning_curves(run.path, ylabel="loss (nats/token)")
         run.finish(figures)
     return run.path

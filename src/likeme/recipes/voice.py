@@ -18,15 +18,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field, quantize_field
+from likeme.config import LoraFields, RunFields, TrainingFields, quantize_field
 from likeme.errors import LikemeError
 
 
 @dataclass
-class VoiceConfig:
+class VoiceConfig(RunFields, LoraFields, TrainingFields):
     """Write like me: fine-tune a causal LM on NAME's replies in the store.
 
     Ctrl-C stops after the current step and keeps a checkpoint that --resume continues from."""
+    run_name = "NAME-voice"
+    seeded = "data order, LoRA init, dropout"
     name: str = field(default="", metadata={"flag": "as", "metavar": "NAME",
                                             "help": "Whose voice to learn, as `likeme people` shows them."})
     db: str | None = field(default=None, metadata={"help": "The store to read (default: $LIKEME_HOME/likeme.db)."})
@@ -38,16 +40,9 @@ class VoiceConfig:
     trainable: str = field(default="lora", metadata={
         "choices": ["lora", "all", "last-blocks"],
         "help": "What trains: LoRA adapters, every weight, or the last --last-blocks blocks and the final norm."})
-    lora_r: int = field(default=32, metadata={
-        "help": "LoRA rank. 32: in 10 CPU minutes on Shakespeare held-out perplexity 82.9 against 88.1 at 16 "
-                "(bench/voice_defaults.py); in 3 minutes on chatterbot 93 against 105; 64 gave 87 with an adapter "
-                "twice the size."})
-    lora_alpha: int = field(default=64, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path (small data overfits)."})
     last_blocks: int = field(default=2, metadata={"help": "Blocks trained with --trainable last-blocks."})
     epochs: float | None = field(default=None, metadata={
         "help": "Passes over the training examples (default: 3 under 500 examples, else 1)."})
-    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides --epochs)."})
     max_minutes: float | None = field(default=None, metadata={
         "help": "Train for about this many minutes (the steps' wall time, evaluations included): the number of "
                 "steps, and the learning-rate schedule with it, is fitted to the time (overrides --epochs)."})
@@ -91,13 +86,7 @@ class VoiceConfig:
     eval_max: int = field(default=64, metadata={
         "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
-    precision: str = precision_field()
     quantize: str | None = quantize_field()
-    seed: int = field(default=0, metadata={"help": "Random seed (data order, LoRA init, dropout)."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-voice)."})
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-4 if self.trainable == "lora" else 2e-5)
 
 
 def summary(cfg: VoiceConfig, run: Path, m: dict) -> str:
@@ -114,7 +103,6 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
     from likeme import batching, models, prompts, runs
     from likeme.check import plots
-    from likeme.check.evaluate import perplexity
     from likeme.data import examples
     from likeme.data.store import Store
     from likeme.use import recall
@@ -125,14 +113,12 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import trainable
+    from likeme.training import causal_lm, trainable
     from likeme.training import trainer as tr
     from likeme.training.callbacks import SampleCallback, TimeBudget
 
     set_seed(cfg.seed)
-    tok = models.load_tokenizer(cfg.base)  # the data is checked before the (slower) model loads
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    tok = causal_lm.load_tokenizer(cfg.base)  # the data is checked before the (slower) model loads
     with Store(cfg.db) as store:
         gap = timedelta(hours=cfg.session_gap_hours)
         if cfg.format == "persona":
@@ -161,8 +147,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner},
               **({"canaries": [asdict(c) for c in canaries]} if canaries else {}))
     with run.recording():
-        if "baseline" not in run.meta:  # the base model's figure, measured once (a resumed run has it)
-            run.update(baseline={"ppl": round(perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size), 4)})
+        causal_lm.baseline_perplexity(run, model, data.heldout, tok.pad_token_id, cfg.batch_size)
         model = trainable.select(model, cfg.trainable, last_blocks=cfg.last_blocks, task_type="CAUSAL_LM",
                                  lora=trainable.Lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
         model.train()
@@ -180,18 +165,17 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=plan.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate(),
+            gradient_accumulation_steps=cfg.grad_accum, learning_rate=causal_lm.learning_rate(cfg.lr, cfg.trainable),
             lr_scheduler_type="cosine",
             warmup_steps=max(1, min(total, planned) // 20),  # 5% warm-up: LoRA's B starts at 0, full fine-tuning needs it more
-            load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
-            include_num_input_tokens_seen="non_padding",
+            **causal_lm.KEEP_BEST, include_num_input_tokens_seen="non_padding",
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random")
         trainer = tr.make_trainer(
             run, model, args, data.train,
             batching.collate_packed if cfg.packing else (lambda batch: batching.collate(batch, tok.pad_token_id)),
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
-            eval_dataset=data.heldout[:: max(1, -(-len(data.heldout) // cfg.eval_max))],
+            eval_dataset=causal_lm.spread(data.heldout, cfg.eval_max),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *budget,
                        SampleCallback(run.metrics, tok, sample_prompts, 32, stop_ids=[prompts.end_of_turn_id(tok), tok.eos_token_id]),
                        *callbacks])
@@ -199,20 +183,17 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
         # -- evaluate ----------------------------------------------------------------------------
         model = trainer.model
-        best = trainer.state.best_model_checkpoint
         figures = {
             "base_ppl": run.meta["baseline"]["ppl"],
-            "ppl": round(perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size), 4),
+            "ppl": causal_lm.perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size),
             "heldout_replies": len(data.heldout), "train_examples": len(data.train),
             "train_sessions": data.train_sessions, "heldout_sessions": data.heldout_sessions,
-            "steps": trainer.state.global_step, "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
+            "steps": trainer.state.global_step, "best_step": causal_lm.best_step(trainer),
             "train_tokens": int(trainer.state.num_input_tokens_seen),
             "seconds": run.metrics.rows()[-1]["seconds"]}
 
         # -- save --------------------------------------------------------------------------------
-        with run.saving_model() as folder:  # the adapter (LoRA) or the full weights, and the tokenizer
-            model.save_pretrained(folder)
-            tok.save_pretrained(folder)
+        causal_lm.save(run, model, tok)  # the adapter (LoRA) or the full weights, and the tokenizer
         plots.learning_curves(run.path, ylabel="loss (nats/token)")
         run.finish(figures)
     return run.path

@@ -30,7 +30,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from likeme.serve import schemas
-from likeme.serve.completions import Gate, check_prompt, history_of, respond, response_schema, settings_of
+from likeme.serve.completions import (
+    Gate,
+    check_prompt,
+    history_of,
+    respond,
+    response_schema,
+    settings_of,
+)
 from likeme.serve.errors import ApiError, add_handlers
 from likeme.serve.limits import Limits
 from likeme.serve.registry import Served, load_models
