@@ -1,4 +1,5 @@
-"""Batches: right padding, padding-free packed rows and length buckets, shared by training and use.
+"""Batches: right padding, padding-free packed rows, the LM head on labelled positions only, and length
+buckets, shared by training and use.
 
 `collate` is the one padding function (language-modelling labels padded with IGNORE, one label per
 example for classification), `collate_packed` puts a batch's examples side by side in one row with
@@ -65,6 +66,21 @@ def collate_packed(batch: list[dict]) -> dict:
     return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),  # (1, sum of lengths)
             "position_ids": torch.tensor([positions]),
             "use_cache": False}  # with a cache, transformers would not read the packing from position_ids
+
+
+def head_on_labels(batch: dict) -> dict:
+    """The batch, asking the model to run its LM head only where a next token is labelled: `logits_to_keep`
+    (the positions t, in any row, whose token t+1 has a label) and `shift_labels` (those tokens, (B, K)),
+    which transformers' causal-LM loss reads instead of shifting `labels` itself. The loss is the same;
+    the fp32 logits shrink from (B, T, V) to (B, K, V): in a voice's examples most positions are context,
+    and SmolLM2's head (576 x 49,152) costs about a fifth of a forward pass per position.
+
+    Example: labels [[-100, -100, 6, 7]] -> logits_to_keep [1, 2], shift_labels [[6, 7]]
+      (position 1 predicts the 6 at position 2; position 3, the last, predicts nothing)
+    """
+    target = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t+1
+    keep = (target != IGNORE).any(dim=0).nonzero().squeeze(1)  # (K,): labelled in some row
+    return {**batch, "logits_to_keep": keep, "shift_labels": target[:, keep]}  # (K,), (B, K)
 
 
 def length_batches(rows: list[tuple], size: int, rng: random.Random, window: int = 16) -> list[list[tuple]]:

@@ -30,7 +30,7 @@ def weights(folder):
 
 def test_lora_run_folder(setup):
     tmp, base = setup
-    run = train_voice(cfg(tmp, base, max_steps=4), progress=False)
+    run = train_voice(cfg(tmp, base, max_steps=4, score_max=3), progress=False)
     meta = yaml.safe_load((run / "run.yaml").read_text())
     assert meta["as"] == "Ana" and meta["status"] == "done" and meta["config"]["max_steps"] == 4
     assert meta["recipe"] == "voice" and meta["task"] == "causal-lm" and meta["base"] == str(base)
@@ -48,7 +48,7 @@ def test_lora_run_folder(setup):
     samples = [r for r in rows if "samples" in r]  # two held-out contexts answered at each evaluation
     assert [r["step"] for r in samples] == [2, 4] and all(len(r["samples"]) == 2 and r["loops"] in (0, 1, 2) for r in samples)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 4 and metrics["heldout_replies"] == 4
+    assert metrics["steps"] == 4 and metrics["heldout_replies"] == 4 and metrics["scored_replies"] == 3  # an even sample
     assert metrics["base_ppl"] == meta["baseline"]["ppl"] and metrics["ppl"] < metrics["base_ppl"]
     # LoRA trained something: B matrices start at zero and are not zero any more
     from safetensors.torch import load_file

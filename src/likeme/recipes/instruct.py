@@ -140,7 +140,8 @@ def train_instruct(cfg: InstructConfig, *, resume: bool = False, progress: bool 
             learning_rate=causal_lm.learning_rate(cfg.lr, cfg.trainable), lr_scheduler_type="cosine",
             warmup_steps=max(1, total // 20), **causal_lm.KEEP_BEST, include_num_input_tokens_seen="non_padding")
         trainer = tr.make_trainer(
-            run, model, args, train, lambda batch: batching.collate(batch, tok.pad_token_id), progress=progress,
+            run, model, args, train,
+            causal_lm.head_on_labels(lambda batch: batching.collate(batch, tok.pad_token_id), model), progress=progress,
             total_steps=total, eval_dataset=heldout,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), *callbacks])
         tr.fit(trainer, run, resume=resume)

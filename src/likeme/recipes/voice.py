@@ -9,8 +9,8 @@ the held-out loss, a checkpoint at each evaluation and on Ctrl-C) -> evaluate (h
 NAME's replies, base and final) -> save (the run folder of runs.py: model/ holds the LoRA adapter or
 the full weights, with the tokenizer and chat template).
 
-metrics.json: base_ppl, ppl, heldout_replies, train_examples, train/heldout sessions, steps,
-best_step, train_tokens, seconds.
+metrics.json: base_ppl, ppl (on an even sample of scored_replies of the heldout_replies), heldout_replies,
+scored_replies, train_examples, train/heldout sessions, steps, best_step, train_tokens, seconds.
 """
 from __future__ import annotations
 
@@ -84,7 +84,10 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
     sample_replies: int = field(default=2, metadata={
         "help": "Held-out contexts the voice answers at each evaluation: logged, and flagged when they loop."})
     eval_max: int = field(default=64, metadata={
-        "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores them all."})
+        "help": "Held-out examples scored at each evaluation (early stopping); metrics.json scores --score-max."})
+    score_max: int = field(default=400, metadata={
+        "help": "Held-out replies whose perplexity metrics.json reports, base and trained: an even sample over the "
+                "held-out sessions (0: all), as likeme eval --max-replies; a year of chats holds out thousands."})
     patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without improvement."})
     quantize: str | None = quantize_field()
 
@@ -147,7 +150,8 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner},
               **({"canaries": [asdict(c) for c in canaries]} if canaries else {}))
     with run.recording():
-        causal_lm.baseline_perplexity(run, model, data.heldout, tok.pad_token_id, cfg.batch_size)
+        scored = examples.even_sample(data.heldout, cfg.score_max)  # the replies the perplexities are measured on
+        causal_lm.baseline_perplexity(run, model, scored, tok.pad_token_id, cfg.batch_size)
         model = trainable.select(model, cfg.trainable, last_blocks=cfg.last_blocks, task_type="CAUSAL_LM",
                                  lora=trainable.Lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
         model.train()
@@ -172,7 +176,8 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random")
         trainer = tr.make_trainer(
             run, model, args, data.train,
-            batching.collate_packed if cfg.packing else (lambda batch: batching.collate(batch, tok.pad_token_id)),
+            causal_lm.head_on_labels(  # the LM head runs only where NAME's tokens are predicted
+                batching.collate_packed if cfg.packing else (lambda batch: batching.collate(batch, tok.pad_token_id)), model),
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
             eval_dataset=causal_lm.spread(data.heldout, cfg.eval_max),
@@ -185,8 +190,8 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         model = trainer.model
         figures = {
             "base_ppl": run.meta["baseline"]["ppl"],
-            "ppl": causal_lm.perplexity(model, data.heldout, tok.pad_token_id, cfg.batch_size),
-            "heldout_replies": len(data.heldout), "train_examples": len(data.train),
+            "ppl": causal_lm.perplexity(model, scored, tok.pad_token_id, cfg.batch_size),
+            "heldout_replies": len(data.heldout), "scored_replies": len(scored), "train_examples": len(data.train),
             "train_sessions": data.train_sessions, "heldout_sessions": data.heldout_sessions,
             "steps": trainer.state.global_step, "best_step": causal_lm.best_step(trainer),
             "train_tokens": int(trainer.state.num_input_tokens_seen),

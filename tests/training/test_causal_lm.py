@@ -1,0 +1,49 @@
+"""The causal-LM steps the recipes share: the LM head on labelled positions only gives the full loss."""
+import pytest
+import torch
+from tiny import tiny_causal_lm
+
+from likeme import batching
+from likeme.prompts import IGNORE
+from likeme.training import causal_lm
+
+# Replies after a context, as a voice's examples are: most positions are context, without a label.
+EXAMPLES = [{"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [IGNORE] * 4 + [9, 10, 11]},
+            {"input_ids": [12, 13, 14, 15], "labels": [IGNORE, IGNORE, 14, 15]},
+            {"input_ids": [16, 17, 18, 19, 20, 21], "labels": [IGNORE] * 5 + [21]}]
+
+
+def test_head_on_labels_worked_example():
+    batch = batching.head_on_labels({"labels": torch.tensor([[IGNORE, IGNORE, 6, 7]])})
+    assert batch["logits_to_keep"].tolist() == [1, 2]
+    assert batch["shift_labels"].tolist() == [[6, 7]]
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_head_on_labels_gives_the_full_loss_and_gradients(packed):
+    model = tiny_causal_lm()
+    collate = batching.collate_packed if packed else (lambda b: batching.collate(b, 0))
+    batch = collate(EXAMPLES)
+    full = model(**batch).loss
+    full.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    cheap_batch = causal_lm.head_on_labels(collate, model)(EXAMPLES)
+    assert len(cheap_batch["logits_to_keep"]) < batch["input_ids"].shape[1] - 1  # fewer positions through the head
+    out = model(**cheap_batch)
+    assert out.logits.shape[1] == len(cheap_batch["logits_to_keep"])
+    out.loss.backward()
+    assert abs(out.loss.item() - full.item()) < 1e-5
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, grads[n], atol=1e-6), n
+
+
+def test_head_on_labels_counts_items_as_the_trainer_does():
+    """With gradient accumulation the Trainer divides the summed loss by the labelled tokens of all micro-batches
+    (num_items_in_batch): the same figure either way."""
+    model = tiny_causal_lm()
+    batch = batching.collate(EXAMPLES, 0)
+    n = torch.tensor(40)
+    full = model(**batch, num_items_in_batch=n).loss
+    cheap = model(**batching.head_on_labels(batch), num_items_in_batch=n).loss
+    assert abs(full.item() - cheap.item()) < 1e-6
