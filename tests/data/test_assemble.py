@@ -10,7 +10,7 @@ from tiny import CHATML_TEMPLATE, three_person_store, tiny_tokenizer
 from likeme import models
 from likeme.data import examples
 from likeme.data.assemble import PersonaBuilder
-from likeme.data.cache import cache_root
+from likeme.data.cache import cache_root, clear
 from likeme.data.examples import Reply, persona_dataset, persona_example, replies, reply_sessions, session_turns
 from likeme.data.ingest import Message
 from likeme.data.store import Store
@@ -133,6 +133,8 @@ def test_dataset_is_cached_beside_the_store_and_rebuilt_when_it_changes(tok, tmp
 
     store.add_messages([Message("t", "group", "Sam", datetime(2025, 1, 1), "one more"),
                         Message("t", "group", "Ana", datetime(2025, 1, 1, 0, 1), "and mine")])
+    before = cached.read_bytes()
     grown = persona_dataset(store, "Ana", tok)
-    assert len(list(cache_root(store.path).glob("persona-*.npz"))) == 2  # a new key for the new content
+    assert cached.read_bytes() != before  # a new key for the new content, in the same file
     assert len(grown.train) + len(grown.heldout) == len(first.train) + len(first.heldout) + 1
+    assert clear(store.path) == 1 and not list(cache_root(store.path).iterdir())  # what `likeme forget` does

@@ -2,12 +2,12 @@
 second run read them instead of tokenizing again.
 
     likeme.db.cache/                       beside likeme.db (as `use.index` keeps likeme.db.index/)
-      persona-3f2a9c1e0b7d5a44.npz          one dataset: the first 16 hex of its key's sha256
+      persona-3f2a9c1e0b7d5a44.npz          one dataset: 16 hex of the sha256 of its settings and tokenizer
         input_ids, labels  (T,) int32       every example's tokens end to end, train then held-out
         ends               (N,) int64       where each example ends in them
         meta               (B,) uint8       JSON: how many are train, the sessions, replies, partner, the key
 
-The key is what the examples are a function of: the store's content (`Store.fingerprint`: sources'
+The key (in meta) is what the examples are a function of: the store's content (`Store.fingerprint`: sources'
 sha256s, message count, highest id), the tokenizer (name or path, size, chat template, and its whole
 serialized vocabulary and merges where it has one) and the settings. A file is written to a temporary
 name and renamed, so a reader never sees half of one; a file that cannot be read is ignored and rebuilt.
@@ -43,26 +43,41 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def dataset_path(store, tokenizer, settings: dict) -> Path | None:
-    """Where the dataset with these settings lives, or None when it is not cached (a store in memory, or
-    an object that is not a `Store`)."""
+def dataset_key(store, tokenizer, settings: dict) -> tuple[Path, str] | None:
+    """(where the dataset with these settings and this tokenizer lives, the key of its content), or None
+    when it is not cached (a store in memory, or an object that is not a `Store`). One file per settings
+    and tokenizer: a store that changed overwrites it rather than leaving old ones behind."""
     path = getattr(store, "path", None)
     fingerprint = getattr(store, "fingerprint", None)
     if path is None or fingerprint is None or not Path(path).is_file():
         return None
-    key = json.dumps({"version": VERSION, "store": fingerprint(), "tokenizer": tokenizer_fingerprint(tokenizer),
-                      "settings": settings}, sort_keys=True, default=str)
-    return cache_root(path) / f"persona-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    made_by = json.dumps({"version": VERSION, "tokenizer": tokenizer_fingerprint(tokenizer), "settings": settings},
+                         sort_keys=True, default=str)
+    name = hashlib.sha256(made_by.encode()).hexdigest()
+    key = hashlib.sha256(f"{name}\n{fingerprint()}".encode()).hexdigest()
+    return cache_root(path) / f"persona-{name[:16]}.npz", key
 
 
-def load(path: Path | None) -> tuple[list[dict], list[dict], dict] | None:
-    """(train, held-out, meta) from a cache file; None when it is absent or unreadable."""
-    if path is None or not path.is_file():
+def clear(db: str | os.PathLike) -> int:
+    """Delete every cached dataset beside a store (`likeme forget`: a forgotten person's words must not stay
+    on disk as tokens). Returns how many files were deleted."""
+    files = list(cache_root(db).glob("persona-*.npz"))
+    for f in files:
+        f.unlink(missing_ok=True)
+    return len(files)
+
+
+def load(where: tuple[Path, str] | None) -> tuple[list[dict], list[dict], dict] | None:
+    """(train, held-out, meta) from a cache file; None when it is absent, unreadable or of another key."""
+    if where is None or not where[0].is_file():
         return None
+    path, key = where
     try:
         with np.load(path, allow_pickle=False) as f:
-            ids, labels, ends = f["input_ids"], f["labels"], f["ends"]
             meta = json.loads(f["meta"].tobytes().decode("utf-8"))
+            if meta.get("key") != key:  # the store changed since: build again
+                return None
+            ids, labels, ends = f["input_ids"], f["labels"], f["ends"]
         starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
         examples = [{"input_ids": ids[a:b].tolist(), "labels": labels[a:b].tolist()} for a, b in zip(starts, ends)]
         n = meta["train"]
@@ -73,17 +88,18 @@ def load(path: Path | None) -> tuple[list[dict], list[dict], dict] | None:
         return None
 
 
-def save(path: Path | None, train: list[dict], heldout: list[dict], meta: dict) -> None:
+def save(where: tuple[Path, str] | None, train: list[dict], heldout: list[dict], meta: dict) -> None:
     """Write atomically; a store folder that cannot be written to only costs the cache."""
-    if path is None:
+    if where is None:
         return
+    path, key = where
     examples = train + heldout
     buf = io.BytesIO()
     np.savez(buf,
              input_ids=np.fromiter((t for e in examples for t in e["input_ids"]), dtype=np.int32),
              labels=np.fromiter((t for e in examples for t in e["labels"]), dtype=np.int32),
              ends=np.cumsum([len(e["input_ids"]) for e in examples], dtype=np.int64),
-             meta=np.frombuffer(json.dumps({**meta, "train": len(train), "heldout": len(heldout)}).encode(), np.uint8))
+             meta=np.frombuffer(json.dumps({**meta, "key": key, "train": len(train), "heldout": len(heldout)}).encode(), np.uint8))
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

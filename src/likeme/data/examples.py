@@ -236,15 +236,15 @@ def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_
 
     settings = {"format": "persona", "name": name, "context_turns": context_turns, "max_length": max_length,
                 "heldout": heldout, "gap": gap}
-    path = cached.dataset_path(store, tokenizer, settings) if cache and recall is None else None
-    hit = cached.load(path)
+    where = cached.dataset_key(store, tokenizer, settings) if cache and recall is None else None
+    hit = cached.load(where)
     if hit is not None:
         train, held, meta = hit
         data = VoiceData(train, held, meta["train_sessions"], meta["heldout_sessions"], meta["replies"], meta["partner"])
     else:
         data = _build_persona(store, name, tokenizer, context_turns=context_turns, max_length=max_length,
                               heldout=heldout, gap=gap, recall=recall, progress=progress)
-        cached.save(path, data.train, data.heldout, {"train_sessions": data.train_sessions, "partner": data.partner,
+        cached.save(where, data.train, data.heldout, {"train_sessions": data.train_sessions, "partner": data.partner,
                                                      "heldout_sessions": data.heldout_sessions, "replies": data.replies})
     _check_size(name, data, heldout > 0, min_replies)
     return data
