@@ -34,17 +34,21 @@ WORDS = (
 ).split()
 
 
-def make_export(n: int, seed: int = 0) -> str:
+def make_export(n: int, seed: int = 0, per_evening: int | None = None) -> str:
     """A synthetic Android export with `n` message headers (the text, not a file).
 
     About 5% of messages span several lines, 5% are "<Media omitted>", 1% "This message was
-    deleted", and a group notice (no author) every ~500 messages."""
+    deleted", and a group notice (no author) every ~500 messages. Messages are 5 s to 10 min apart:
+    one long session, unless `per_evening` starts a new day after that many messages on average
+    (a chat of many sessions, as a year of evenings is)."""
     rng = random.Random(seed)
     t = datetime(2019, 1, 1, 8, 0)
     lines = [f"{t:%d/%m/%Y, %H:%M} - Messages and calls are end-to-end encrypted. No one outside of "
              "this chat, not even WhatsApp, can read or listen to them. Tap to learn more."]
     for i in range(1, n):
         t += timedelta(seconds=rng.randint(5, 600))
+        if per_evening and rng.random() < 1 / per_evening:
+            t += timedelta(hours=20)  # the next evening: a new session
         stamp = f"{t:%d/%m/%Y, %H:%M} - "
         r = rng.random()
         if r < 0.002:

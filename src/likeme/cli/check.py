@@ -8,6 +8,7 @@ import click
 
 from likeme.cli.options import db_option, text_arg
 from likeme.errors import LikemeError
+from likeme.recipes.voice import VoiceConfig  # the config only: train voice's defaults are the plan's
 
 
 @click.command()
@@ -20,10 +21,13 @@ from likeme.errors import LikemeError
 @click.option("--lora-r", type=click.IntRange(1), default=32, show_default=True, help="LoRA rank.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps (default: likeme train voice's).")
-@click.option("--packing/--no-packing", default=False, show_default=True, help="Plan padding-free batches (train voice --packing).")
+@click.option("--packing/--no-packing", default=VoiceConfig.packing, show_default=True,
+              help="Plan padding-free batches (train voice --packing).")
+@click.option("--checkpointing/--no-checkpointing", default=VoiceConfig.checkpointing, show_default=True,
+              help="Plan gradient checkpointing (train voice --checkpointing).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @db_option
-def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, packing, as_json, db):
+def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, packing, checkpointing, as_json, db):
     """Before training a voice: the method, LoRA rank, batch, precision and steps for this data and this
     machine, the expected time per step and peak memory, and whether it fits.
 
@@ -32,7 +36,8 @@ def plan(name, base, method, batch_size, block_size, lora_r, precision, max_step
     from likeme.training.plan import plan_voice, render
 
     p = plan_voice(name, base=base, db=db, method=method, batch=batch_size, block_size=block_size, lora_r=lora_r,
-                   precision=precision, steps=max_steps, packing=packing)
+                   precision=precision, steps=max_steps, packing=packing,
+                   checkpointing=checkpointing)
     click.echo(json.dumps(p, indent=2) if as_json else render(p))
 
 

@@ -134,12 +134,14 @@ class Shape:
             return last_blocks * self.block_params() + self.hidden
         return self.params()
 
-    def forward_flops(self, tokens: int, length: int) -> float:
-        """FLOPs of a forward pass over `tokens` tokens in sequences of `length`."""
+    def forward_flops(self, tokens: int, length: int, head_positions: float | None = None) -> float:
+        """FLOPs of a forward pass over `tokens` tokens in sequences of `length`, the LM head run at
+        `head_positions` of them (all by default; training runs it where a token is labelled)."""
         matmul = self.layers * (self.block_params() - 2 * self.hidden)
         attention = 2 * self.layers * length * self.hidden  # causal: half of QK^T and AV
         head = self.hidden * self.vocab
-        return 2 * tokens * (matmul + head) + 2 * tokens * attention
+        return 2 * tokens * matmul + 2 * (tokens if head_positions is None else head_positions) * head \
+            + 2 * tokens * attention
 
 
 def padded_length(lengths: list[int], batch: int, draws: int = 200, seed: int = 0) -> float:
@@ -174,13 +176,23 @@ class Estimate:
 def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str = "lora", lora_r: int = 32,
              batch: int = 8, precision: str = "fp32", precision_why: str = "", steps: int = 100, eval_every: int = 20,
              eval_examples: int = 64, last_blocks: int = 2, baseline_bytes: int | None = None,
-             packing: bool = False) -> Estimate:
+             packing: bool = False, labelled: list[int] | None = None, checkpointing: bool = False) -> Estimate:
     """Time per step, time in all and peak memory of training `shape` on examples of `lengths` tokens, in
-    padding-free batches (packing, the voice's default) or padded ones (the longest example sets the length)."""
+    padding-free batches (packing) or padded ones (the longest example sets the length).
+
+    labelled: each example's labelled tokens: the LM head runs only where the next token is labelled
+    (`batching.head_on_labels`; a padded batch keeps the positions labelled in any of its rows), else everywhere.
+    checkpointing: gradient checkpointing: each block's input is kept, one block's activations at a time
+    are rebuilt in the backward pass, at the cost of a second forward pass through the blocks."""
     mean = sum(lengths) / len(lengths)
     pad = mean if packing else padded_length(lengths, batch)
     tokens = batch * pad
-    fwd = shape.forward_flops(int(tokens), int(pad))
+    if labelled:
+        per = sum(labelled) / len(labelled)
+        head_positions = batch * per if packing else batch * min(pad, batch * per)  # (B, K) logits
+    else:
+        head_positions = tokens
+    fwd = shape.forward_flops(int(tokens), int(pad), head_positions)
     backward = {"lora": 1.0, "all": 2.0}.get(method)
     if backward is None:  # last-blocks: gradients flow back through the trained blocks and the head only
         part = (last_blocks * shape.block_params() + shape.hidden * shape.vocab) / (shape.params())
@@ -192,7 +204,8 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
         rate *= bf16_speedup_on_cpu(256)
     trained = shape.trained(method, lora_r, last_blocks)
     optimizer = trained * 16 / 5e9  # AdamW reads and writes ~16 bytes a weight, at ~5 GB/s on a laptop
-    step = fwd * (1 + backward) / rate + optimizer + STEP_OVERHEAD_S
+    body = fwd - 2 * head_positions * shape.hidden * shape.vocab  # what checkpointing runs twice
+    step = (fwd * (1 + backward) + (body if checkpointing else 0)) / rate + optimizer + STEP_OVERHEAD_S
     eval_pad = padded_length(lengths, batch)  # evaluation batches are padded
     evaluation = eval_examples / batch * shape.forward_flops(int(batch * eval_pad), int(eval_pad)) / rate
     total = steps * step + (steps // max(1, eval_every)) * evaluation
@@ -205,12 +218,15 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
         "runtime": baseline_bytes,
         "weights": shape.params() * 4,
         "gradients and AdamW state": trained * 12,
-        "activations": int(tokens * shape.layers * shape.hidden * ACTIVATION_FLOATS * width),
-        "logits": int(tokens * shape.vocab * 4 * LOGIT_COPIES),
+        # checkpointing keeps each block's input (hidden floats a token) and rebuilds one block at a time
+        "activations": int(tokens * shape.hidden * width * (shape.layers + ACTIVATION_FLOATS) if checkpointing
+                           else tokens * shape.layers * shape.hidden * ACTIVATION_FLOATS * width),
+        "logits": int(head_positions * shape.vocab * 4 * LOGIT_COPIES),
         # attention weights kept for the backward pass where the kernel materialises them (a CPU, a packed
-        # row's mask): heads x rows x length^2, a packed row being the whole batch long
-        "attention": int(shape.heads * shape.layers * 4 * (tokens ** 2 if packing else batch * pad ** 2))
-        if machine.device == "cpu" else 0,
+        # row's mask): heads x rows x length^2, a packed row being the whole batch long; one block's at a time
+        # with checkpointing
+        "attention": int(shape.heads * (1 if checkpointing else shape.layers) * 4 *
+                         (tokens ** 2 if packing else batch * pad ** 2)) if machine.device == "cpu" else 0,
     }
     peak = sum(parts.values())
     return Estimate(method, lora_r if method == "lora" else None, batch, precision, precision_why, steps, eval_every,
@@ -220,7 +236,8 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
 
 def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine, *, method: str | None = None,
               batch: int | None = None, lora_r: int = 32, precision: str = "auto", steps: int | None = None,
-              eval_every: int | None = None, max_batch: int = 8, packing: bool = False) -> Estimate:
+              eval_every: int | None = None, max_batch: int = 8, packing: bool = False,
+              labelled: list[int] | None = None, checkpointing: bool = False) -> Estimate:
     """The plan: the method (LoRA unless full fine-tuning fits a GPU with room to spare and the data is large),
     the largest batch up to `max_batch` that fits, precision.choose's precision, and trainer.plan's steps.
     When nothing fits, the smallest plan with `fits=False` and what to change."""
@@ -230,7 +247,7 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
     chosen = prec.choose(precision, machine.device, inference=False)
     if method is None:
         full = estimate(shape, lengths, machine, method="all", batch=batch or max_batch, precision=chosen.name,
-                        packing=packing)
+                        packing=packing, labelled=labelled, checkpointing=checkpointing)
         method = "all" if machine.device == "cuda" and examples >= 5000 and full.peak_bytes < 0.5 * machine.available \
             else "lora"
     sizes = [batch] if batch else [b for b in (max_batch, 4, 2, 1) if b <= max_batch]
@@ -238,7 +255,8 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
     for b in sizes:
         p = steps_plan(examples, b, max_steps=steps, eval_every=eval_every)
         e = estimate(shape, lengths, machine, method=method, lora_r=lora_r, batch=b, precision=chosen.name,
-                     precision_why=chosen.why, steps=p.total, eval_every=p.eval_every, packing=packing)
+                     precision_why=chosen.why, steps=p.total, eval_every=p.eval_every, packing=packing,
+                     labelled=labelled, checkpointing=checkpointing)
         best = e
         if e.fits:
             break
@@ -257,23 +275,26 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
 def plan_voice(name: str, *, base: str = "smollm2-135m", db: str | None = None, method: str | None = None,
                batch: int | None = None, block_size: int = 512, context_turns: int = 8, lora_r: int = 32,
                precision: str = "auto", steps: int | None = None, machine: Machine | None = None,
-               packing: bool = False) -> dict:
+               packing: bool = False, checkpointing: bool = False) -> dict:
     """The plan for `likeme train voice --as NAME` with these settings: data, model, machine, estimate."""
     from likeme import models
     from likeme.data import examples
     from likeme.data.store import Store
+    from likeme.prompts import IGNORE
 
     tok = models.load_tokenizer(base)
     with Store(db) as store:
         data = examples.persona_dataset(store, name, tok, context_turns=context_turns, max_length=block_size)
     lengths = [len(e["input_ids"]) for e in data.train]
+    labelled = [sum(1 for x in e["labels"] if x != IGNORE) for e in data.train]
     if not lengths:
         raise LikemeError(f"no training examples for {name}: see likeme people")
     shape = Shape.of(base)
     machine = machine or Machine.here()
     est = recommend(shape, lengths, len(lengths), machine, method=method, batch=batch, lora_r=lora_r,
-                    precision=precision, steps=steps, packing=packing)
-    return {"name": name, "base": base, "packing": packing, "examples": len(lengths), "heldout": len(data.heldout),
+                    precision=precision, steps=steps, packing=packing, labelled=labelled, checkpointing=checkpointing)
+    return {"name": name, "base": base, "packing": packing, "checkpointing": checkpointing,
+            "examples": len(lengths), "heldout": len(data.heldout), "labelled_tokens": sum(labelled),
             "tokens": sum(lengths), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
             "shape": asdict(shape), "machine": asdict(machine), "estimate": asdict(est)}
 
@@ -304,7 +325,9 @@ def render(p: dict) -> str:
     if e["advice"]:
         lines.append(e["advice"])
     lines.append(f"  likeme train voice --as {_quote(p['name'])} --base {p['base']} {flags} --batch-size {e['batch']} "
-                 f"--precision {e['precision']} --max-steps {e['steps']}" + (" --packing" if p.get("packing") else ""))
+                 f"--precision {e['precision']} --max-steps {e['steps']}" +
+                 (" --packing" if p.get("packing") else " --no-packing") +
+                 (" --checkpointing" if p.get("checkpointing") else " --no-checkpointing"))
     return "\n".join(lines)
 
 
