@@ -11,8 +11,9 @@ Parts, each in its own process with its share of the time, so that one that fail
 ("failed: ..." / "stopped: ...") and the others go on:
 
 1. `likeme train voice --precision bf16` against a stock transformers `Trainer` on the same random-weight
-   model of SmolLM2-135M's shape (bench/train.py's), the same fixed-length transcript blocks (no padding),
-   batch, learning rate and steps; full fine-tuning on both sides. tokens/s leaves out the first --warmup
+   model of SmolLM2-135M's shape (bench/train.py's), the same transcript blocks of --block-size tokens (the
+   Trainer's without the split's one shorter last block, so with no padding), batch, learning rate and
+   steps; full fine-tuning on both sides. tokens/s leaves out the first --warmup
    steps; MFU = 6 x parameters (embeddings included) x tokens/s / the GPU's dense bf16 peak (PEAK_BF16;
    "n/a" for a GPU not there); peak memory is torch.cuda.max_memory_allocated (likeme's from metrics.json).
 2. `--quantize 4bit`: QLoRA, LoRA on an NF4 base (bitsandbytes).
@@ -164,7 +165,8 @@ def generation(args) -> None:
     cuda = torch.cuda.is_available()
     for precision in ("fp32", "bf16", "fp16", "int8"):
         if precision == "int8" and cuda:
-            emit(setting=precision, note="skipped: int8 is torch's CPU dynamic quantization")
+            emit(setting=f"likeme generate {precision}", seconds=None,
+                 note="skipped: int8 is torch's CPU dynamic quantization")
             continue
         try:
             if cuda:
@@ -172,12 +174,12 @@ def generation(args) -> None:
             t = time.perf_counter()
             voice = generate.load(Path(args.work) / "base", precision=precision)
             r = likeme_voice(voice, args.tokens, args.repeats)
-            emit(setting=precision, tokens_s=r["tokens_per_s"], seconds=time.perf_counter() - t,
+            emit(setting=f"likeme generate {precision}", tokens_s=r["tokens_per_s"], seconds=time.perf_counter() - t,
                  peak=torch.cuda.max_memory_allocated() if cuda else None,
                  note=f"{r['tokens']} new tokens, batch 1, {voice.model.device}")
             del voice
         except Exception as e:  # one precision failing is one row
-            emit(setting=precision, note=f"failed: {one_line(e)}")
+            emit(setting=f"likeme generate {precision}", seconds=None, note=f"failed: {one_line(e)}")
 
 
 def emit(**row) -> None:
@@ -208,6 +210,7 @@ def run_part(command: list[str], seconds: float, env: dict) -> tuple[int | None,
 # -- the bench --------------------------------------------------------------------------------------------
 
 def bench(args) -> list[dict]:
+    import importlib.util
     import tempfile
 
     import torch
@@ -228,33 +231,6 @@ def bench(args) -> list[dict]:
                 return "n/a"
             return f"{100 * 6 * params * tokens_s / (peak * n_gpus):.1f}%"
 
-        def part(name: str, setting: str, command: list[str] | None, figures, skip: str | None = None,
-                 one_gpu: bool = True):
-            """Run one part in its share of the time left; its rows go into `rows`. one_gpu: on the first GPU
-            only (a lone Trainer process that sees two GPUs wraps the model in DataParallel)."""
-            left = deadline - time.monotonic()
-            todo = list(SHARES)[list(SHARES).index(name):]
-            seconds = left * SHARES[name] / sum(SHARES[p] for p in todo)
-            if skip is None and seconds < MIN_SECONDS and not args.dry_run:
-                skip = f"skipped: {left:.0f} s left of --minutes {args.minutes:g}"
-            if skip:
-                rows.append({"part": name, "setting": setting, "note": skip})
-                return
-            code, out, err, took = run_part(command, seconds,
-                                            {**env, "CUDA_VISIBLE_DEVICES": "0"} if one_gpu and cuda else env)
-            if code is None:
-                rows.append({"part": name, "setting": setting, "seconds": took,
-                             "note": f"stopped: over its {seconds:.0f} s share of --minutes {args.minutes:g}"})
-            elif code:
-                rows.append({"part": name, "setting": setting, "seconds": took, "note": f"failed: {one_line(err)}"})
-            else:
-                try:
-                    for r in figures(out):
-                        rows.append({"part": name, "setting": setting, "seconds": took, **r})
-                except Exception as e:
-                    rows.append({"part": name, "setting": setting, "seconds": took, "note": f"failed: {one_line(e)}"})
-            print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
-
         def child_rows(out: str) -> list[dict]:
             return [json.loads(line[4:]) for line in out.splitlines() if line.startswith("ROW ")]
 
@@ -266,33 +242,61 @@ def bench(args) -> list[dict]:
 
         precision = "bf16" if cuda else "fp32"
         shape = f"full, batch {args.batch_size} x {args.block_size}, {args.steps} steps"
-        part("train", f"likeme voice {precision}, {shape}",
-             voice_command(work, args, "run", "--trainable", "all", "--precision", precision),
-             voice_rows("run", note="" if cuda else "bf16 needs CUDA: fp32 on the CPU"))
-        part("stock", f"transformers Trainer {precision}, {shape}", child_command("stock", work, args),
-             lambda out: [{**r, "mfu": mfu(r["tokens_s"])} for r in child_rows(out)])
-        import importlib.util
         no_bnb = importlib.util.find_spec("bitsandbytes") is None
-        part("4bit", f"likeme voice --quantize 4bit (QLoRA), batch {args.batch_size} x {args.block_size}",
+        # (part, setting, command, its rows from its stdout, why it is skipped or None, on the first GPU only:
+        #  a lone Trainer process that sees two GPUs wraps the model in DataParallel)
+        parts = [
+            ("train", f"likeme voice {precision}, {shape}",
+             voice_command(work, args, "run", "--trainable", "all", "--precision", precision),
+             voice_rows("run", note="" if cuda else "bf16 needs CUDA: fp32 on the CPU"), None, True),
+            ("stock", f"transformers Trainer {precision}, {shape}", child_command("stock", work, args),
+             lambda out: [{**r, "mfu": mfu(r["tokens_s"])} for r in child_rows(out)], None, True),
+            ("4bit", f"likeme voice --quantize 4bit (QLoRA), batch {args.batch_size} x {args.block_size}",
              voice_command(work, args, "run-4bit", "--quantize", "4bit", "--trainable", "lora", "--precision", "bf16"),
              voice_rows("run-4bit", note="LoRA: MFU's 6N counts weight gradients it skips"),
-             skip="skipped: no CUDA" if not cuda else
-             "skipped: no bitsandbytes (pip install bitsandbytes)" if no_bnb else None)
-        part("fsdp", f"likeme voice --processes 2 --strategy fsdp, {shape} per GPU",
+             "skipped: no CUDA" if not cuda else
+             "skipped: no bitsandbytes (pip install bitsandbytes)" if no_bnb else None, True),
+            ("fsdp", f"likeme voice --processes 2 --strategy fsdp, {shape} per GPU",
              voice_command(work, args, "run-fsdp", "--trainable", "all", "--precision", "bf16",
                            "--processes", "2", "--strategy", "fsdp"),
              voice_rows("run-fsdp", 2, note="2 GPUs together; peak memory: the main process's"),
-             skip="skipped: no CUDA" if not cuda else "skipped: one GPU" if gpus < 2 else None, one_gpu=False)
-        part("generate", "likeme generate", child_command("generate", work, args),
-             lambda out: [{**r, "setting": f"likeme generate {r['setting']}"} for r in child_rows(out)])
-    for r in rows:  # the generation rows bring their own setting and seconds
+             "skipped: no CUDA" if not cuda else "skipped: one GPU" if gpus < 2 else None, False),
+            ("generate", "likeme generate", child_command("generate", work, args), child_rows, None, True),
+        ]
+        for i, (name, setting, command, figures, skip, one_gpu) in enumerate(parts):
+            # this part's share of the time left, among the parts still to run
+            left = deadline - time.monotonic()
+            seconds = left * SHARES[name] / sum(SHARES[p[0]] for p in parts[i:] if p[4] is None)
+            if skip is None and seconds < MIN_SECONDS and not args.dry_run:
+                skip = f"skipped: its share of the {left:.0f} s left of --minutes {args.minutes:g} is under {MIN_SECONDS} s"
+            if skip:
+                rows.append({"part": name, "setting": setting, "note": skip})
+                continue
+            code, out, err, took = run_part(command, seconds,
+                                            {**env, "CUDA_VISIBLE_DEVICES": "0"} if one_gpu and cuda else env)
+            row = {"part": name, "setting": setting, "seconds": took}
+            if code is None:
+                try:  # the rows a child printed before it was stopped (generation's first precisions)
+                    rows.extend({**row, **r} for r in figures(out))
+                except Exception:
+                    pass
+                rows.append({**row, "note": f"stopped: over its {seconds:.0f} s share of --minutes {args.minutes:g}"})
+            elif code:
+                rows.append({**row, "note": f"failed: {one_line(err)}"})
+            else:
+                try:
+                    rows.extend({**row, **r} for r in figures(out))  # a generation row brings its own setting, seconds
+                except Exception as e:
+                    rows.append({**row, "note": f"failed: {one_line(e)}"})
+            print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+    for r in rows:
         r.setdefault("note", "")
     return rows
 
 
 def table(rows: list[dict]) -> str:
     def cell(v, fmt):
-        return fmt(v) if isinstance(v, (int, float)) and v is not None else (v if isinstance(v, str) else "—")
+        return fmt(v) if isinstance(v, (int, float)) else v if isinstance(v, str) else "—"
 
     lines = ["| part | setting | tokens/s | MFU | peak memory | seconds | note |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
