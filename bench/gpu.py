@@ -312,8 +312,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="CPU, a 2-layer model, 2 steps each: seconds.")
     ap.add_argument("--minutes", type=float, default=8.0, help="Time for all parts together.")
     ap.add_argument("--out", type=Path, default=None, help="Also write the table here (.json: the rows as JSON).")
-    ap.add_argument("--steps", type=int, default=None, help="Training steps per part (default 40; --dry-run 2).")
-    ap.add_argument("--warmup", type=int, default=None, help="First steps left out of tokens/s (default 5; --dry-run 0).")
+    ap.add_argument("--steps", type=int, default=None, help="Training steps per part (default 100; --dry-run 2).")
+    ap.add_argument("--warmup", type=int, default=None, help="First steps left out of tokens/s (default 10; --dry-run 0).")
     ap.add_argument("--batch-size", type=int, default=None, help="Per GPU (default 16; --dry-run 2).")
     ap.add_argument("--block-size", type=int, default=None, help="Tokens per example (default 512; --dry-run 32).")
     ap.add_argument("--tokens", type=int, default=None, help="New tokens per generation (default 128; --dry-run 4).")
@@ -321,7 +321,7 @@ def main(argv=None) -> int:
     ap.add_argument("--part", choices=["stock", "generate"], default=None, help=argparse.SUPPRESS)  # in a child
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    for key, full, dry in (("steps", 40, 2), ("warmup", 5, 0), ("batch_size", 16, 2), ("block_size", 512, 32),
+    for key, full, dry in (("steps", 100, 2), ("warmup", 10, 0), ("batch_size", 16, 2), ("block_size", 512, 32),
                            ("tokens", 128, 4), ("repeats", 3, 1)):
         if getattr(args, key) is None:
             setattr(args, key, dry if args.dry_run else full)
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available() and not args.dry_run
     machine = (f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda else
                f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
-    model = "2-layer random model (--dry-run)" if args.dry_run else "SmolLM2-135M's shape, random weights"
+    model = "2-layer random model (--dry-run: the code paths ran; the figures mean nothing)" if args.dry_run else "SmolLM2-135M's shape, random weights"
     text = (f"{model}; {machine}; torch {torch.__version__}; Python {platform.python_version()}; "
             f"{datetime.now():%Y-%m-%d}; {time.perf_counter() - t:.0f} s in all\n\n{table(rows)}\n")
     print(text)
