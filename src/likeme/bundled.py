@@ -123,6 +123,16 @@ def convert_gguf(
     gguf_file, target = Path(gguf_file), Path(target)
     if not gguf_file.is_file():
         raise LikemeError(f"{gguf_file}: GGUF file not found: {remedy}")
+    # Building the model from its config draws random weights: without its own RNG, a seeded run that
+    # converts first (the first run after installing) would draw different LoRA weights than the next one.
+    with torch.random.fork_rng(devices=[]):
+        return _convert(gguf_file, target, source, remedy)
+
+
+def _convert(gguf_file: Path, target: Path, source: dict | None, remedy: str) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)

@@ -55,6 +55,23 @@ def test_a_plan_that_does_not_fit_says_what_to_change(tiny_lm):
     assert padded.padded_tokens_per_step > 2 * packed.padded_tokens_per_step  # padding to the longest costs
 
 
+def test_the_head_on_labels_and_checkpointing_in_the_plan(tiny_lm):
+    """Logits only where a token is labelled: fewer logits and head FLOPs; checkpointing: the blocks' activations
+    shrink to their inputs plus one block, for a second forward pass through the blocks."""
+    shape = plan.Shape.of(str(tiny_lm))
+    roomy = plan.Machine(cores=2, memory=2 ** 36, available=2 ** 35, device="cpu", gpu=None, bf16_native=False,
+                         matmul_flops=1e10)
+    lengths, labelled = [100] * 50, [10] * 50
+    whole = plan.estimate(shape, lengths, roomy, steps=10, packing=True)
+    head = plan.estimate(shape, lengths, roomy, steps=10, packing=True, labelled=labelled)
+    assert head.parts["logits"] * 10 == whole.parts["logits"] and head.step_seconds < whole.step_seconds
+    assert head.parts["activations"] == whole.parts["activations"]
+    ckpt = plan.estimate(shape, lengths, roomy, steps=10, packing=True, labelled=labelled, checkpointing=True)
+    assert ckpt.parts["activations"] < head.parts["activations"] and ckpt.step_seconds > head.step_seconds
+    # by hand: 8 x 100 tokens, each block's input (hidden floats) for every layer, one block's ACTIVATION_FLOATS
+    assert ckpt.parts["activations"] == 800 * shape.hidden * 4 * (shape.layers + plan.ACTIVATION_FLOATS)
+
+
 def test_plan_against_a_measured_run(tmp_path, tiny_lm):
     three_person_store(tmp_path / "s.db").close()
     out = likeme(tmp_path, "plan", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm, "--json")
