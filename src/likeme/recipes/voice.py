@@ -56,15 +56,16 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
     group_by_length: bool = field(default=False, metadata={
         "help": "Batches of examples of similar length, in random order (less padding per batch; off by "
                 "default: on chat replies it gave no gain per CPU minute)."})
-    packing: bool = field(default=False, metadata={
+    packing: bool = field(default=True, metadata={
         "help": "Padding-free batches: a batch's examples side by side in one row, each attending only to itself "
-                "(position ids restart), so no step computes padding. On chatterbot's short replies (bench/scale.py, "
-                "CPU): 1.67x the real tokens/s of padded batches, 55% of the peak memory, the same held-out loss. Off "
-                "by default: on a CPU the row's mask makes attention quadratic in the whole row, and long examples "
-                "(Shakespeare, 331 tokens on average) peaked at 13.8 GiB."})
-    checkpointing: bool = field(default=False, metadata={
-        "help": "Gradient checkpointing: keep only each block's input and recompute the rest in the backward pass "
-                "(about a third more compute, a fraction of the activations' memory)."})
+                "(position ids restart), so no step computes padding: 1.67x the real tokens/s of padded batches on "
+                "chatterbot's short replies (bench/scale.py, CPU), the same loss. With --checkpointing it also "
+                "holds the least memory: Shakespeare's long speeches peaked at 4.7 GiB against 14.7 padded "
+                "(bench/scale_data.py)."})
+    checkpointing: bool = field(default=True, metadata={
+        "help": "Gradient checkpointing: keep only each block's input and recompute the rest in the backward pass: "
+                "about a third more compute for a fraction of the activations (on Shakespeare, with --packing: "
+                "4.7 GiB peak against 8.3 without; BENCHMARKS.md 'A year of chats')."})
     block_size: int = field(default=512, metadata={
         "help": "Tokens per example (persona: context is cut from the oldest turn; transcript: block length)."})
     context_turns: int = field(default=8, metadata={
