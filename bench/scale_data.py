@@ -154,11 +154,8 @@ def main() -> None:
             rows["train: peak memory, GiB"] = both("peak_gib", lambda v: f"{v:.2f}")
             rows["train: real tokens/s (median)"] = both("tokens_per_s", lambda v: f"{v:.1f}")
             rows["train: seconds a step (median)"] = both("step_s", lambda v: f"{v:.1f}")
-            rows[f"held-out perplexity after {args.steps} steps (base)"] = both(
-                "ppl", lambda v: f"{v:.3f}")
             rows[f"held-out perplexity after {args.steps} steps (base)"] = tuple(
-                None if v is None else f"{v} ({r['base_ppl']:.3f})" for v, r in
-                zip(rows[f"held-out perplexity after {args.steps} steps (base)"], (before, after)))
+                None if r is None else f"{r['ppl']:.3f} ({r['base_ppl']:.3f})" for r in (before, after))
             rows["plan: seconds a step / peak GiB (predicted)"] = (
                 None, f"{est['step_seconds']:.1f} / {est['peak_bytes'] / GiB:.2f}")
 

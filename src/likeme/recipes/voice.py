@@ -169,7 +169,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         total, planned = plan.total, plan.planned
         budget = [TimeBudget(cfg.max_minutes)] if cfg.max_minutes else []
         sample_prompts = [e["input_ids"][: next(i for i, x in enumerate(e["labels"]) if x != prompts.IGNORE)]
-                   for e in data.heldout[: cfg.sample_replies]]  # each context, up to NAME's reply
+                          for e in data.heldout[: cfg.sample_replies]]  # each context, up to NAME's reply
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=plan.eval_every, max_steps=total,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
