@@ -78,9 +78,19 @@ def head_on_labels(batch: dict) -> dict:
     Example: labels [[-100, -100, 6, 7]] -> logits_to_keep [1, 2], shift_labels [[6, 7]]
       (position 1 predicts the 6 at position 2; position 3, the last, predicts nothing)
     """
-    target = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t+1
-    keep = (target != IGNORE).any(dim=0).nonzero().squeeze(1)  # (K,): labelled in some row
-    return {**batch, "logits_to_keep": keep, "shift_labels": target[:, keep]}  # (K,), (B, K)
+    keep, _ = labelled_positions(batch["labels"])
+    return {**batch, "logits_to_keep": keep, "shift_labels": batch["labels"][:, 1:][:, keep]}  # (K,), (B, K)
+
+
+def labelled_positions(labels) -> tuple:
+    """The positions t whose next token is labelled in some row (K,), and in which rows (B, K): what
+    `logits_to_keep` asks the LM head for, and which of its (B, K) rows carry a label.
+
+    Example: labels [[-100, 5, 6], [-100, -100, 7]] -> [0, 1], [[True, True], [False, True]]
+    """
+    target = labels[:, 1:] != IGNORE  # (B, T-1): position t predicts token t+1
+    keep = target.any(dim=0).nonzero().squeeze(1)  # (K,)
+    return keep, target[:, keep]
 
 
 def length_batches(rows: list[tuple], size: int, rng: random.Random, window: int = 16) -> list[list[tuple]]:

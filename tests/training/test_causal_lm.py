@@ -47,3 +47,26 @@ def test_head_on_labels_counts_items_as_the_trainer_does():
     full = model(**batch, num_items_in_batch=n).loss
     cheap = model(**batching.head_on_labels(batch), num_items_in_batch=n).loss
     assert abs(full.item() - cheap.item()) < 1e-6
+
+
+def test_the_distilled_student_runs_its_head_on_labels_only():
+    """DistillObjective (tokens=True) gathers the student's logits at the labelled positions through
+    `logits_to_keep`: the same loss and gradients as from the full (B, T, V) logits."""
+    from likeme.batching import collate
+    from likeme.training.losses import DistillationLoss, DistillObjective
+
+    torch.manual_seed(0)
+    batch = collate(EXAMPLES, 0)
+    n = int((batch["labels"][:, 1:] != IGNORE).sum())
+    teacher, indices = torch.randn(n, 4), torch.randint(0, 64, (n, 4), dtype=torch.int32)
+    figures = []
+    for cheap in (False, True):
+        objective = DistillObjective(tiny_causal_lm(), DistillationLoss(2.0, 0.5), tokens=True)
+        assert objective.head_on_labels  # the tiny Llama takes logits_to_keep
+        objective.head_on_labels = cheap
+        loss = objective(batch["input_ids"], batch["attention_mask"], teacher, batch["labels"], indices)["loss"]
+        loss.backward()
+        figures.append((loss.item(), {k: p.grad.clone() for k, p in objective.named_parameters() if p.grad is not None}))
+    (full, g_full), (cheap, g_cheap) = figures
+    assert abs(full - cheap) < 1e-5
+    assert g_full.keys() == g_cheap.keys() and all(torch.allclose(g_full[k], g_cheap[k], atol=1e-6) for k in g_full)

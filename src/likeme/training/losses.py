@@ -1,8 +1,12 @@
 """Losses as small nn.Modules, each naming its inputs (sentence-transformers' `losses/`)."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
+
+from likeme.batching import labelled_positions
 
 
 class WeightedCrossEntropy(nn.Module):
@@ -109,6 +113,8 @@ class DistillObjective(nn.Module):
     def __init__(self, student, loss: DistillationLoss, tokens: bool = False):
         super().__init__()
         self.student, self.loss, self.tokens = student, loss, tokens
+        base = student.get_base_model() if hasattr(student, "get_base_model") else student  # PEFT: the wrapped model
+        self.head_on_labels = tokens and "logits_to_keep" in inspect.signature(base.forward).parameters
         # A tied LM head (SmolLM2's, the tiny Llama's) is the input embedding under a second name: the Trainer
         # checkpoints a plain module with safetensors, which refuses a tensor saved twice, so it is saved once
         # and tied again on loading the best checkpoint (the Trainer calls tie_weights when exactly these are missing).
@@ -127,9 +133,14 @@ class DistillObjective(nn.Module):
         return self.student.tie_weights()
 
     def forward(self, input_ids, attention_mask, teacher, labels, teacher_indices=None):
-        logits = self.student(input_ids=input_ids, attention_mask=attention_mask).logits
         if not self.tokens:
+            logits = self.student(input_ids=input_ids, attention_mask=attention_mask).logits
             return {"loss": self.loss(logits, teacher, labels), "logits": logits}
-        keep = labels[:, 1:] != -100  # (B, T-1): position t predicts token t+1
-        rows = logits[:, :-1][keep]  # (N, V)
-        return {"loss": self.loss(rows, teacher, labels[:, 1:][keep], teacher_indices)}
+        if self.head_on_labels:  # the LM head only at positions labelled in some row: (B, K, V), not (B, T, V)
+            cols, keep = labelled_positions(labels)  # (K,), (B, K)
+            logits = self.student(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=cols).logits
+        else:
+            keep = labels[:, 1:] != -100  # (B, T-1): position t predicts token t+1
+            logits = self.student(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        rows = logits[keep]  # (N, V), row-major: the order of the teacher's rows
+        return {"loss": self.loss(rows, teacher, labels[:, 1:][labels[:, 1:] != -100], teacher_indices)}

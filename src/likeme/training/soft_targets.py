@@ -14,18 +14,22 @@ import torch
 def top_k(teacher, examples: list[dict], pad_id: int, k: int, batch_size: int) -> list[dict]:
     """Each example with the teacher's top-k next-token logits at its labelled positions: "teacher" (n, k)
     float32 and "teacher_indices" (n, k) int32, n = the positions t whose token t+1 is labelled."""
-    from likeme.batching import collate
-    from likeme.prompts import IGNORE
+    import inspect
+
+    from likeme.batching import collate, labelled_positions
 
     device = next(teacher.parameters()).device
+    cheap = "logits_to_keep" in inspect.signature(teacher.forward).parameters  # the head at labelled positions only
     out = []
     with torch.no_grad():
         for s in range(0, len(examples), batch_size):
             chunk = examples[s: s + batch_size]
             batch = {key: v.to(device) for key, v in collate(chunk, pad_id).items()}
-            keep = batch["labels"][:, 1:] != IGNORE  # (B, T-1): position t predicts token t+1
-            logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            values, ids = logits[:, :-1][keep].float().topk(min(k, logits.shape[-1]), dim=-1)  # (N, k)
+            cols, keep = labelled_positions(batch["labels"])  # (K,), (B, K): positions t whose token t+1 is labelled
+            logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             **({"logits_to_keep": cols} if cheap else {})).logits
+            logits = logits if cheap else logits[:, cols]  # (B, K, V)
+            values, ids = logits[keep].float().topk(min(k, logits.shape[-1]), dim=-1)  # (N, k)
             for e, v, i in zip(chunk, values.cpu().split(keep.sum(1).tolist()), ids.cpu().split(keep.sum(1).tolist())):
                 out.append({**e, "teacher": v, "teacher_indices": i.to(torch.int32)})
     return out
