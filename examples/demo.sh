@@ -18,7 +18,7 @@ echo "== likeme ingest"
 "$BIN/likeme" people
 echo
 echo "== likeme train voice --as Robin --max-steps $STEPS   (LoRA on smollm2-135m, CPU)"
-"$BIN/likeme" train voice --as Robin --max-steps "$STEPS" --batch-size 8 --heldout 0.05 --eval-every 15 --eval-max 24 \
+"$BIN/likeme" train voice --as Robin --max-steps "$STEPS" --heldout 0.05 --eval-every 15 --eval-max 24 \
     --out "$LIKEME_HOME/runs/robin"
 echo
 echo "== likeme chat: you are Sam, it answers as Robin"

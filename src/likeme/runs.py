@@ -97,6 +97,22 @@ def used_as(meta: dict) -> str | None:
     return recipe if recipe in ("voice", "prefer", "classifier", "embedder", "reward") else USED_AS.get(meta.get("task"))
 
 
+def speaking_as(meta: dict, name: str | None, partner: str | None) -> tuple[str | None, str | None]:
+    """(who a voice run speaks as, who the user plays): the run's person and partner, or another speaker of
+    a run that learnt from everyone (`speakers:`), whose partner is then the run's person. A name the run
+    never learnt is a one-line error (a plain model, with no `as:`, takes any name).
+
+    Example: {"as": "Ana", "partner": "Sam", "speakers": {"Ana": 20, "Sam": 18}}, "Sam" -> ("Sam", "Ana")
+    """
+    own, speakers = meta.get("as"), meta.get("speakers") or {}
+    if not name or name == own or not own:
+        return name or own, partner or meta.get("partner")
+    if name not in speakers:
+        learnt = ", ".join(speakers) if speakers else f"{own} only (train with --learn-from everyone to speak as others)"
+        raise LikemeError(f"this run did not learn {name!r}'s voice: it learnt {learnt}")
+    return name, partner or own
+
+
 def voice_config(meta: dict) -> dict:
     """How a run that writes replies builds its prompts (format, context_turns, block_size, session gap,
     heldout): its own config for a voice run, the voice's for a run tuned from one (`voice_config:`)."""

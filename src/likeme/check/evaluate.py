@@ -11,63 +11,12 @@ Uses runs through the inference modules only (generate, classifier, embedder): n
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 from likeme.errors import LikemeError
+from likeme.use.likelihood import example_losses, perplexity  # noqa: F401  (re-exported: the recipes' import)
 
 MAX_REPLIES = 400  # replies scored by `likeme eval` at most: a perplexity over 400 replies moves by a few % with the sample
-
-
-def perplexity(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> float:
-    """exp(mean negative log-likelihood over every labelled token), the same weighting whatever the
-    batching (the Trainer's eval_loss averages per batch, which is not).
-
-    Rows are batched longest first (similar lengths pad less), and the LM head runs only where a token
-    is labelled: in a reply with 8 turns of context most positions are not, and SmolLM2's head (576 x
-    49,152) costs about a fifth of a forward pass per position.
-    """
-    import torch
-
-    from likeme.batching import collate
-    from likeme.prompts import IGNORE
-
-    if not examples:
-        return float("nan")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    body, head = _body_and_head(model)
-    nll, count = 0.0, 0
-    ordered = sorted(examples, key=lambda e: -len(e["input_ids"]))
-    with torch.no_grad():
-        for i in range(0, len(ordered), batch_size):
-            batch = {k: v.to(device) for k, v in collate(ordered[i: i + batch_size], pad_id).items()}
-            target = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t+1
-            keep = target != IGNORE  # (B, T-1)
-            if body is not None:
-                hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-                logits = head(hidden[:, :-1][keep]).float()  # (N, V): the labelled positions only
-            else:
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                logits = logits[:, :-1][keep].float()  # (N, V)
-            nll += torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum").item()
-            count += int(keep.sum())
-    if was_training:
-        model.train()
-    return math.exp(nll / count) if count else float("nan")
-
-
-def _body_and_head(model):
-    """(transformer body, LM head) of a plain causal LM whose logits are head(last hidden state), else
-    (None, None): a model that scales or caps its logits (Gemma 2, Cohere) is run whole."""
-    if hasattr(model, "get_base_model"):  # PEFT: the wrapped model, its LoRA layers injected in place
-        model = model.get_base_model()
-    config = getattr(model, "config", None)
-    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    plain = not any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale"))
-    return (body, head) if body is not None and head is not None and plain and body is not model else (None, None)
 
 
 def eval_voice(run, data, name: str, *, max_replies: int | None = MAX_REPLIES, format: str | None = None,
@@ -101,6 +50,38 @@ def eval_voice(run, data, name: str, *, max_replies: int | None = MAX_REPLIES, f
     base_ppl = perplexity(models.load_causal_lm(base)[0], scored, tok.pad_token_id, batch) if base else float("nan")
     return {"ppl": round(ppl, 4), "base_ppl": round(base_ppl, 4), "replies": len(scored),
             "replies_in_export": len(examples)}
+
+
+def eval_likeness(run, data, name: str, *, people=None, max_replies: int | None = MAX_REPLIES,
+                  format: str | None = None, me: str | None = None) -> dict:
+    """Like NAME, or like everyone in the chat? On an export: every person's turns in the sessions NAME
+    writes in, scored in NAME's slot by the run and its base (`likeness.specificity`), and, with `people`
+    (default: the run's speakers when it learnt from everyone), each of their turns attributed to the
+    slot that makes it most likely (`likeness.attribution`). Figures prefixed as likeness.py names them."""
+    from datetime import timedelta
+
+    from likeme import runs
+    from likeme.check import likeness
+    from likeme.data.examples import reply_sessions
+    from likeme.data.slots import by_person
+    from likeme.use.likelihood import RunAndBase
+
+    _, meta = run_made_by(run, runs.VOICES)
+    cfg = runs.voice_config(meta)
+    people = list(people or meta.get("speakers") or [])
+    scorer = RunAndBase(run, batch_size=cfg.get("batch_size", 8))
+    with temporary_store(data, format, me) as store:
+        sessions, _, _ = reply_sessions(store, name, heldout=0.0,
+                                        gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)))
+    found = by_person(sessions, context_turns=cfg.get("context_turns", 8))
+    missing = [p for p in people if not found.get(p)]
+    if missing:
+        raise LikemeError(f"no turns of {', '.join(missing)} in {data} (people there: {', '.join(found)})")
+    limits = {"max_turns": max_replies or None, "max_length": cfg.get("block_size", 512)}
+    out = likeness.specificity(scorer, found, name, **limits)
+    if len(people) > 1:
+        out["attribution"] = likeness.attribution(scorer, found, people, name=name if name in people else None, **limits)
+    return out
 
 
 def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0, max_new_tokens: int = 64,
@@ -349,7 +330,7 @@ def score_classifier(clf, texts: list[str], labels: list[str]) -> dict:
 
 def evaluate(run, data, *, name: str | None = None, format: str | None = None, me: str | None = None,
              text_column: str | None = None, label_column: str | None = None, max_replies: int | None = None,
-             judge=None, samples: int = 50, seed: int = 0) -> tuple[str, dict]:
+             judge=None, samples: int = 50, seed: int = 0, people=None) -> tuple[str, dict]:
     """(recipe, figures) of a run on data it never saw, whichever recipe made it (`likeme eval`); a voice
     with a `judge` also gets `eval_judged`'s figures.
 
@@ -364,8 +345,9 @@ def evaluate(run, data, *, name: str | None = None, format: str | None = None, m
         raise LikemeError(f"say whose messages to score: --as NAME (a {recipe} run is measured on one person)")
     if recipe == "embedder":
         return recipe, eval_embedder(run, data, name, format=format, me=me)
-    figures = eval_voice(run, data, name, max_replies=MAX_REPLIES if max_replies is None else max_replies,
-                         format=format, me=me)
+    at_most = MAX_REPLIES if max_replies is None else max_replies
+    figures = eval_voice(run, data, name, max_replies=at_most, format=format, me=me)
+    figures.update(eval_likeness(run, data, name, people=people, max_replies=at_most, format=format, me=me))
     if judge is not None:
         figures.update(eval_judged(run, data, name, judge, samples=samples, seed=seed, format=format, me=me))
     return recipe, figures
@@ -380,6 +362,14 @@ def summary(recipe: str, r: dict, name: str | None = None) -> str:
                 f"score AUC {r['auc']:.3f} (base {r['base_auc']:.3f})")
     drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
     line = f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, {drop:.0f}% lower)"
+    if "specificity" in r:
+        line += (f"\nspecificity {r['specificity']:+.1f} points: every turn scored as {name}'s, perplexity "
+                 + ", ".join(f"{p} {100 * f['drop']:.0f}% lower ({f['turns']})" for p, f in r["by_person"].items())
+                 + f"; the likelihood-ratio judge tells {name}'s turns from others' with AUC {_fmt(r['judge_auc'])}")
+    if "attribution" in r:
+        a = r["attribution"]
+        line += (f"\nattribution of {a['turns']} turns to {', '.join(a['people'])}: {_fmt(a['accuracy'])} right "
+                 f"(base model {_fmt(a['base_accuracy'])}, chance {_fmt(a['chance'])}); judge AUC {_fmt(a['judge_auc'])}")
     if "judge_score" in r:
         line += (f"\n{r['samples']} replies written and judged ({r['judge']}, which tells {name}'s messages from others' "
                  f"with AUC {_fmt(r['judge_strength_auc'])}):\n"

@@ -16,7 +16,10 @@ from likeme.recipes.voice import VoiceConfig  # the config only: train voice's d
 @click.option("--base", default="smollm2-135m", show_default=True, help="Base model (only its config.json is read).")
 @click.option("--method", type=click.Choice(["lora", "all", "last-blocks"]), default=None,
               help="What trains (default: chosen: LoRA unless every weight fits a GPU with room to spare).")
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Examples a step (default: 8, less if it will not fit).")
+@click.option("--batch-size", type=click.IntRange(1), default=VoiceConfig.batch_size, show_default=True,
+              help="Examples a forward pass (train voice --batch-size).")
+@click.option("--grad-accum", type=click.IntRange(1), default=VoiceConfig.grad_accum, show_default=True,
+              help="Forward passes a step (train voice --grad-accum).")
 @click.option("--block-size", type=click.IntRange(8), default=512, show_default=True, help="Tokens per example at most.")
 @click.option("--lora-r", type=click.IntRange(1), default=32, show_default=True, help="LoRA rank.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
@@ -27,7 +30,8 @@ from likeme.recipes.voice import VoiceConfig  # the config only: train voice's d
               help="Plan gradient checkpointing (train voice --checkpointing).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @db_option
-def plan(name, base, method, batch_size, block_size, lora_r, precision, max_steps, packing, checkpointing, as_json, db):
+def plan(name, base, method, batch_size, grad_accum, block_size, lora_r, precision, max_steps, packing, checkpointing,
+         as_json, db):
     """Before training a voice: the method, LoRA rank, batch, precision and steps for this data and this
     machine, the expected time per step and peak memory, and whether it fits.
 
@@ -37,7 +41,7 @@ def plan(name, base, method, batch_size, block_size, lora_r, precision, max_step
 
     p = plan_voice(name, base=base, db=db, method=method, batch=batch_size, block_size=block_size, lora_r=lora_r,
                    precision=precision, steps=max_steps, packing=packing,
-                   checkpointing=checkpointing)
+                   checkpointing=checkpointing, accum=grad_accum)
     click.echo(json.dumps(p, indent=2) if as_json else render(p))
 
 
@@ -56,14 +60,18 @@ def plan(name, base, method, batch_size, block_size, lora_r, precision, max_step
 @click.option("--samples", type=int, default=50, show_default=True,
               help="Voice with --judge: how many of NAME's replies to write again, by the run and by its base.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Voice with --judge: the sampling seed.")
+@click.option("--people", default=None, metavar="A,B,C",
+              help="Voice: attribute each of these people's turns to the slot that makes it most likely (default: "
+                   "the run's speakers, when it learnt from everyone).")
 @click.option("--text-column", default=None, help="Classifier: the text column of --data.")
 @click.option("--label-column", default=None, help="Classifier: the label column of --data.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, text_column, label_column, as_json):
+def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, people, text_column, label_column, as_json):
     """How like you a run is, on data it never saw.
 
     \b
-    voice:      perplexity of NAME's replies, run and base model; with --judge, the judge's
+    voice:      perplexity of NAME's replies, run and base model; specificity (NAME's drop from the base
+                minus the others', every turn scored as NAME's); attribution with --people; with --judge, the judge's
                 likeness score of replies the run writes, beside NAME's real ones and the base's
     classifier: accuracy and macro-F1 on a labelled file
     embedder:   triplet accuracy and score ROC-AUC for NAME, run and base model"""
@@ -71,7 +79,8 @@ def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, te
 
     recipe, r = evaluate.evaluate(run, data, name=name, format=format_, me=me, text_column=text_column,
                                   label_column=label_column, max_replies=max_replies, judge=judge,
-                                  samples=samples, seed=seed)
+                                  samples=samples, seed=seed,
+                                  people=[p.strip() for p in people.split(",") if p.strip()] if people else None)
     click.echo(json.dumps(r, ensure_ascii=False) if as_json else evaluate.summary(recipe, r, name))
 
 

@@ -119,3 +119,39 @@ def classify(run, texts, data, text_column, label_column, top, as_json):
     for t, (label, p) in zip(texts, results):
         shown = "  ".join(f"{k} {v:.3f}" for k, v in list(p.items())[:top])
         click.echo(f"{label}\t{shown}\t{t}")
+
+
+@click.command()
+@click.argument("run")
+@click.argument("text")
+@click.option("--context", multiple=True, metavar="NAME: TEXT",
+              help="A turn before TEXT, as 'Name: text' (repeat it, oldest first).")
+@click.option("--people", default=None, metavar="A,B,C",
+              help="Whose slots to compare (default: the run's speakers, or its person and the two most active others).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def who(run, text, context, people, as_json):
+    """Who wrote TEXT? Rank the people a voice run knows by how much more likely each one's slot (the
+    prompt naming them) under the run makes TEXT than the same slot under its base model, in nats per token
+    (authorship by likelihood ratio: what the base finds likely in any mouth cancels out).
+
+    \b
+    likeme who gloucester-voice "Now is the winter of our discontent"
+    likeme who ana-voice "omw" --context "Sam: where are you?"
+    """
+    from likeme.prompts import Turn
+    from likeme.use.likelihood import Who
+
+    turns = []
+    for line in context:
+        author, sep, said = line.partition(":")
+        if not sep or not author.strip() or not said.strip():
+            raise LikemeError(f"--context {line!r}: write each turn as 'Name: text'")
+        turns.append(Turn(author.strip(), said.strip()))
+    if not text.strip():
+        raise LikemeError("nothing to attribute: give a text")
+    ranked = Who(run, [p.strip() for p in people.split(",") if p.strip()] if people else None).rank(text, turns)
+    if as_json:
+        click.echo(json.dumps([{"person": p, "nats_per_token": round(v, 4)} for p, v in ranked], ensure_ascii=False))
+        return
+    for p, v in ranked:
+        click.echo(f"{v:+.3f}  {p}")

@@ -33,12 +33,14 @@ from likeme.errors import LikemeError
 @click.option("--recall", type=int, default=None, metavar="K",
               help="Show the voice NAME's K past messages most like yours, from the store (default: as the run was "
                    "trained; 0: none).")
+@click.option("--as", "as_name", metavar="NAME", default=None,
+              help="Speak as another person the run learnt (a run trained with --learn-from everyone); default: its own.")
 @json_schema_option
 @backend_option
 @precision_option
 @db_option
 @sampling_options
-def chat(run, message, best_of, judge, recall, json_schema, backend, precision, db, **flags):
+def chat(run, message, best_of, judge, recall, as_name, json_schema, backend, precision, db, **flags):
     """Chat with a trained voice: you write as the partner, it answers as NAME.
 
     RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
@@ -48,6 +50,7 @@ def chat(run, message, best_of, judge, recall, json_schema, backend, precision, 
     likeme chat ana-voice --message "are you coming tonight?" --seed 1
     echo "are you up?" | likeme chat ana-voice --message -
     likeme chat ana-voice --best-of 4 --judge ana-embedder
+    likeme chat ana-voice --as Sam          # a run that learnt from everyone speaks as any of them
     likeme chat ana-voice -m "rate tonight's film" --json-schema rating.schema.json
     """
     try:
@@ -56,7 +59,7 @@ def chat(run, message, best_of, judge, recall, json_schema, backend, precision, 
             raise LikemeError("--best-of needs --judge RUN to pick with (an embedder or author classifier of NAME)")
         schema = load_json_schema(json_schema)
         voice = open_voice(run, flags, recall=recall, db=db, backend="torch" if schema is not None else backend,
-                            precision=precision)
+                           precision=precision, **({"name": as_name} if as_name else {}))
         voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
         pick = {"json_schema": schema} if schema is not None else {}
         if best_of > 1:

@@ -22,7 +22,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Sequence as SequenceABC
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from likeme.errors import LikemeError
@@ -118,6 +118,7 @@ class VoiceData:
     heldout_sessions: int
     replies: int  # NAME's replies (persona) or lines (transcript) in the data
     partner: str = ""  # the person NAME talks to most: who the user plays in `likeme chat`
+    speakers: dict = field(default_factory=dict)  # learning from everyone: {speaker: training examples}
 
 
 def check_person(store, name: str) -> None:

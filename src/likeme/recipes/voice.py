@@ -10,7 +10,9 @@ NAME's replies, base and final) -> save (the run folder of runs.py: model/ holds
 the full weights, with the tokenizer and chat template).
 
 metrics.json: base_ppl, ppl (on an even sample of scored_replies of the heldout_replies), heldout_replies,
-scored_replies, train_examples, train/heldout sessions, steps, best_step, train_tokens, seconds.
+scored_replies, train_examples, train/heldout sessions, steps, best_step, train_tokens, seconds; and, where
+other people speak in the held-out sessions, their turns' perplexity in NAME's slot (others_ppl,
+base_others_ppl, scored_others) and specificity: NAME's drop from the base minus theirs, in points.
 """
 from __future__ import annotations
 
@@ -34,6 +36,16 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
     db: str | None = field(default=None, metadata={"help": "The store to read (default: $LIKEME_HOME/likeme.db)."})
     base: str = field(default="smollm2-135m", metadata={
         "help": "Base model: smollm2-135m, a local folder, a run or a Hugging Face id you have."})
+    learn_from: str = field(default="me", metadata={
+        "choices": ["me", "everyone"],
+        "help": "me: NAME's replies only; everyone: every speaker's turns of NAME's chats (at least --min-turns "
+                "each), each in its own speaker's slot (the system turn names them), so the model learns the "
+                "medium from all of them and NAME from the contrast; NAME's voice is the same model in NAME's slot, "
+                "and `likeme chat RUN --as OTHER` speaks as another (persona format)."})
+    own_weight: int = field(default=1, metadata={
+        "help": "With --learn-from everyone: NAME's examples count this many times in each pass."})
+    min_turns: int = field(default=20, metadata={
+        "help": "With --learn-from everyone: the fewest turns a speaker needs to be learnt."})
     format: str = field(default="persona", metadata={
         "choices": ["persona", "transcript"],
         "help": "persona: NAME's replies in the chat template; transcript: plain 'Name: message' LM."})
@@ -50,9 +62,14 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
         "help": "Peak learning rate (default 5e-4 for LoRA, 2e-5 for all / last-blocks). 5e-4: in 10 CPU minutes "
                 "held-out perplexity ended 19% (chatterbot) and 8% (Shakespeare) below 2e-4's at rank 32; 1e-3 ended 14% "
                 "worse than 2e-4 in 3 minutes; last-blocks 4 or 2 at 1e-4 ended 67-79% worse than LoRA."})
-    batch_size: int = field(default=8, metadata={
-        "help": "Examples per forward pass (8: at lr 1e-3, twice the steps at 4 in the same minutes ended 24% worse)."})
-    grad_accum: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})
+    batch_size: int = field(default=2, metadata={
+        "help": "Examples per forward pass; a step is --batch-size x --grad-accum examples (8: at lr 1e-3, twice the "
+                "steps at 4 in the same minutes ended 24% worse). 2 x 4 holds the activations of 2 examples at a "
+                "time: on a 20,000-message export 3.3 GiB peak and 124 real tokens/s, against 3.5 GiB and 32 tokens/s "
+                "for 8 x 1 with checkpointing and 11.1 GiB for 8 x 1 padded (bench/scale_data.py, BENCHMARKS.md)."})
+    grad_accum: int = field(default=4, metadata={
+        "help": "Forward passes per optimizer step (gradient accumulation: the same step as one batch of "
+                "--batch-size x --grad-accum, the memory of one --batch-size)."})
     group_by_length: bool = field(default=False, metadata={
         "help": "Batches of examples of similar length, in random order (less padding per batch; off by "
                 "default: on chat replies it gave no gain per CPU minute)."})
@@ -62,10 +79,11 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "chatterbot's short replies (bench/scale.py, CPU), the same loss. With --checkpointing it also "
                 "holds the least memory: Shakespeare's long speeches peaked at 4.7 GiB against 14.7 padded "
                 "(bench/scale_data.py)."})
-    checkpointing: bool = field(default=True, metadata={
+    checkpointing: bool = field(default=False, metadata={
         "help": "Gradient checkpointing: keep only each block's input and recompute the rest in the backward pass: "
-                "about a third more compute for a fraction of the activations (on Shakespeare, with --packing: "
-                "4.7 GiB peak against 8.3 without; BENCHMARKS.md 'A year of chats')."})
+                "about a third more compute for a fraction of the activations (on Shakespeare at batch 8, with "
+                "--packing: 4.7 GiB peak against 8.3 without; BENCHMARKS.md 'A year of chats'). Off by default: "
+                "micro-batches of 2 (--grad-accum 4) keep the memory as low without the second forward pass."})
     block_size: int = field(default=512, metadata={
         "help": "Tokens per example (persona: context is cut from the oldest turn; transcript: block length)."})
     context_turns: int = field(default=8, metadata={
@@ -110,7 +128,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
     from likeme import batching, models, prompts, runs
     from likeme.check import plots
-    from likeme.data import examples
+    from likeme.data import examples, slots
     from likeme.data.store import Store
     from likeme.use import recall
 
@@ -131,11 +149,24 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         if cfg.format == "persona":
             memory = (lambda train_s: recall.for_training(train_s, cfg.name, cfg.recall, cfg.recall_model)) \
                 if cfg.recall else None
-            data = examples.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
-                                            max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, recall=memory)
+            if cfg.learn_from == "everyone":
+                if cfg.recall:
+                    raise LikemeError("--recall with --learn-from everyone is not supported: use one of them")
+                data = slots.everyone_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
+                                              max_length=cfg.block_size, heldout=cfg.heldout, gap=gap,
+                                              min_turns=cfg.min_turns)
+                data.train += data.train[: data.speakers[cfg.name]] * (cfg.own_weight - 1)  # NAME's come first
+            else:
+                data = examples.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
+                                                max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, recall=memory)
+            others = slots.others_heldout(store, cfg.name, tok, context_turns=cfg.context_turns,
+                                          max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, at_most=cfg.score_max)
         else:
+            if cfg.learn_from != "me":
+                raise LikemeError("--learn-from everyone needs --format persona (transcript: --loss-on all)")
             data = examples.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
                                                loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
+            others = []
         provenance = store.provenance(cfg.name)
     canaries = []
     if cfg.canaries:
@@ -152,10 +183,11 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             data.train.extend([ex] * c.repeats)
     model, _ = models.load_causal_lm(cfg.base, device=tr.device(), quantize=cfg.quantize)
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner},
+              **({"speakers": data.speakers} if data.speakers else {}),  # whose words were targets, in their slots
               **({"canaries": [asdict(c) for c in canaries]} if canaries else {}))
     with run.recording():
         scored = examples.even_sample(data.heldout, cfg.score_max)  # the replies the perplexities are measured on
-        causal_lm.baseline_perplexity(run, model, scored, tok.pad_token_id, cfg.batch_size)
+        causal_lm.baseline_perplexity(run, model, scored, tok.pad_token_id, cfg.batch_size, others=others)
         model = trainable.select(model, cfg.trainable, last_blocks=cfg.last_blocks, task_type="CAUSAL_LM",
                                  lora=trainable.Lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
         model.train()
@@ -193,9 +225,10 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
         # -- evaluate ----------------------------------------------------------------------------
         model = trainer.model
+        ppl = causal_lm.perplexity(model, scored, tok.pad_token_id, cfg.batch_size)
         figures = {
-            "base_ppl": run.meta["baseline"]["ppl"],
-            "ppl": causal_lm.perplexity(model, scored, tok.pad_token_id, cfg.batch_size),
+            "base_ppl": run.meta["baseline"]["ppl"], "ppl": ppl,
+            **causal_lm.specificity(run, model, others, tok.pad_token_id, cfg.batch_size, ppl),
             "heldout_replies": len(data.heldout), "scored_replies": len(scored), "train_examples": len(data.train),
             "train_sessions": data.train_sessions, "heldout_sessions": data.heldout_sessions,
             "steps": trainer.state.global_step, "best_step": causal_lm.best_step(trainer),

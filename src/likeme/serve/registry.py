@@ -2,6 +2,7 @@
 its folder; `Served` is one of them, and `Served.card()` its entry in GET /v1/models."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,15 @@ class Served:
         return {"id": self.id, "object": "model", "created": 0, "owned_by": "likeme", "likeme": info}
 
 
+def others_learnt(run) -> list[str]:
+    """The people besides its own that a voice run learnt (--learn-from everyone): `likeme serve` serves each
+    as RUN@PERSON."""
+    from likeme import runs
+
+    meta = runs.read_meta(run)
+    return [p for p in meta.get("speakers") or {} if p != meta.get("as")]
+
+
 def load_models(runs: list[str], *, device=None, backend: str = "torch", precision: str = "auto") -> dict[str, Served]:
     """Each run (folder, name under $LIKEME_HOME/runs, or model name) loaded, named by its folder; voices
     on `backend` (`inference.load_voice`: with llama.cpp, JSON output answers a 400)."""
@@ -45,7 +55,12 @@ def load_models(runs: list[str], *, device=None, backend: str = "torch", precisi
             from likeme.use.load import load_voice
 
             kw = {"device": device} if device is not None else {}
-            served[name] = Served(name, "voice", load_voice(run, backend=backend, precision=precision, **kw), str(run))
+            voice = load_voice(run, backend=backend, precision=precision, **kw)
+            served[name] = Served(name, "voice", voice, str(run))
+            for person in others_learnt(ref.path) if ref.kind == "run" else []:  # one model per person, one in memory
+                other = copy.copy(voice)
+                other.name, other.partner = person, voice.name
+                served[f"{name}@{person}"] = Served(f"{name}@{person}", "voice", other, str(run))
         elif recipe == "classifier":
             from likeme.use.classifier import load_classifier
 

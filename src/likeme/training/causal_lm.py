@@ -39,12 +39,28 @@ def perplexity(model, examples: list[dict], pad_id: int, batch_size: int) -> flo
     return round(ppl(model, examples, pad_id, batch_size), 4)
 
 
-def baseline_perplexity(run, model, examples: list[dict], pad_id: int, batch_size: int) -> float:
+def baseline_perplexity(run, model, examples: list[dict], pad_id: int, batch_size: int, others=()) -> float:
     """The untrained model's held-out perplexity, kept in run.yaml as baseline: {ppl: ...}: measured once,
-    before training; a resumed run reads it back instead of measuring the half-trained model."""
+    before training; a resumed run reads it back instead of measuring the half-trained model.
+    others: other people's held-out turns in the person's slot (`slots.others_heldout`): their perplexity
+    too (baseline: {others_ppl: ...}), for `specificity` after training."""
     if "baseline" not in run.meta:
-        run.update(baseline={"ppl": perplexity(model, examples, pad_id, batch_size)})
+        run.update(baseline={"ppl": perplexity(model, examples, pad_id, batch_size),
+                             **({"others_ppl": perplexity(model, others, pad_id, batch_size)} if others else {})})
     return run.meta["baseline"]["ppl"]
+
+
+def specificity(run, model, others: list[dict], pad_id: int, batch_size: int, ppl: float) -> dict:
+    """After training, beside ppl and base_ppl: the others' perplexity in the person's slot (others_ppl,
+    base_others_ppl) and specificity, in points: the person's drop from the base minus the others' drop
+    (check/likeness.py). {} without other people's held-out turns."""
+    base = run.meta["baseline"]
+    if not others or "others_ppl" not in base:
+        return {}
+    others_ppl = perplexity(model, others, pad_id, batch_size)
+    drop, others_drop = 1 - ppl / base["ppl"], 1 - others_ppl / base["others_ppl"]
+    return {"others_ppl": others_ppl, "base_others_ppl": base["others_ppl"], "scored_others": len(others),
+            "specificity": round(100 * (drop - others_drop), 2)}
 
 
 def learning_rate(lr: float | None, trainable: str, *, lora: float = 5e-4, full: float = 2e-5) -> float:

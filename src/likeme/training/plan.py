@@ -176,9 +176,11 @@ class Estimate:
 def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str = "lora", lora_r: int = 32,
              batch: int = 8, precision: str = "fp32", precision_why: str = "", steps: int = 100, eval_every: int = 20,
              eval_examples: int = 64, last_blocks: int = 2, baseline_bytes: int | None = None,
-             packing: bool = False, labelled: list[int] | None = None, checkpointing: bool = False) -> Estimate:
+             packing: bool = False, labelled: list[int] | None = None, checkpointing: bool = False,
+             accum: int = 1) -> Estimate:
     """Time per step, time in all and peak memory of training `shape` on examples of `lengths` tokens, in
-    padding-free batches (packing) or padded ones (the longest example sets the length).
+    padding-free batches (packing) or padded ones (the longest example sets the length); `batch` examples a
+    forward pass, `accum` forward passes a step (gradient accumulation: the time of each, the memory of one).
 
     labelled: each example's labelled tokens: the LM head runs only where the next token is labelled
     (`batching.head_on_labels`; a padded batch keeps the positions labelled in any of its rows), else everywhere.
@@ -205,7 +207,7 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
     trained = shape.trained(method, lora_r, last_blocks)
     optimizer = trained * 16 / 5e9  # AdamW reads and writes ~16 bytes a weight, at ~5 GB/s on a laptop
     body = fwd - 2 * head_positions * shape.hidden * shape.vocab  # what checkpointing runs twice
-    step = (fwd * (1 + backward) + (body if checkpointing else 0)) / rate + optimizer + STEP_OVERHEAD_S
+    step = accum * (fwd * (1 + backward) + (body if checkpointing else 0)) / rate + optimizer + STEP_OVERHEAD_S
     eval_pad = padded_length(lengths, batch)  # evaluation batches are padded
     evaluation = eval_examples / batch * shape.forward_flops(int(batch * eval_pad), int(eval_pad)) / rate
     total = steps * step + (steps // max(1, eval_every)) * evaluation
@@ -230,14 +232,14 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
     }
     peak = sum(parts.values())
     return Estimate(method, lora_r if method == "lora" else None, batch, precision, precision_why, steps, eval_every,
-                    trained, shape.params(), round(tokens, 1), step, total, peak, parts,
+                    trained, shape.params(), round(accum * tokens, 1), step, total, peak, parts,
                     fits=peak <= machine.available)
 
 
 def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine, *, method: str | None = None,
               batch: int | None = None, lora_r: int = 32, precision: str = "auto", steps: int | None = None,
               eval_every: int | None = None, max_batch: int = 8, packing: bool = False,
-              labelled: list[int] | None = None, checkpointing: bool = False) -> Estimate:
+              labelled: list[int] | None = None, checkpointing: bool = False, accum: int = 1) -> Estimate:
     """The plan: the method (LoRA unless full fine-tuning fits a GPU with room to spare and the data is large),
     the largest batch up to `max_batch` that fits, precision.choose's precision, and trainer.plan's steps.
     When nothing fits, the smallest plan with `fits=False` and what to change."""
@@ -253,10 +255,10 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
     sizes = [batch] if batch else [b for b in (max_batch, 4, 2, 1) if b <= max_batch]
     best = None
     for b in sizes:
-        p = steps_plan(examples, b, max_steps=steps, eval_every=eval_every)
+        p = steps_plan(examples, b * accum, max_steps=steps, eval_every=eval_every)
         e = estimate(shape, lengths, machine, method=method, lora_r=lora_r, batch=b, precision=chosen.name,
                      precision_why=chosen.why, steps=p.total, eval_every=p.eval_every, packing=packing,
-                     labelled=labelled, checkpointing=checkpointing)
+                     labelled=labelled, checkpointing=checkpointing, accum=accum)
         best = e
         if e.fits:
             break
@@ -275,7 +277,7 @@ def recommend(shape: Shape, lengths: list[int], examples: int, machine: Machine,
 def plan_voice(name: str, *, base: str = "smollm2-135m", db: str | None = None, method: str | None = None,
                batch: int | None = None, block_size: int = 512, context_turns: int = 8, lora_r: int = 32,
                precision: str = "auto", steps: int | None = None, machine: Machine | None = None,
-               packing: bool = False, checkpointing: bool = False) -> dict:
+               packing: bool = False, checkpointing: bool = False, accum: int = 1) -> dict:
     """The plan for `likeme train voice --as NAME` with these settings: data, model, machine, estimate."""
     from likeme import models
     from likeme.data import examples
@@ -292,8 +294,9 @@ def plan_voice(name: str, *, base: str = "smollm2-135m", db: str | None = None, 
     shape = Shape.of(base)
     machine = machine or Machine.here()
     est = recommend(shape, lengths, len(lengths), machine, method=method, batch=batch, lora_r=lora_r,
-                    precision=precision, steps=steps, packing=packing, labelled=labelled, checkpointing=checkpointing)
-    return {"name": name, "base": base, "packing": packing, "checkpointing": checkpointing,
+                    precision=precision, steps=steps, packing=packing, labelled=labelled, checkpointing=checkpointing,
+                    accum=accum)
+    return {"name": name, "base": base, "packing": packing, "checkpointing": checkpointing, "accum": accum,
             "examples": len(lengths), "heldout": len(data.heldout), "labelled_tokens": sum(labelled),
             "tokens": sum(lengths), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
             "shape": asdict(shape), "machine": asdict(machine), "estimate": asdict(est)}
@@ -325,7 +328,7 @@ def render(p: dict) -> str:
     if e["advice"]:
         lines.append(e["advice"])
     lines.append(f"  likeme train voice --as {_quote(p['name'])} --base {p['base']} {flags} --batch-size {e['batch']} "
-                 f"--precision {e['precision']} --max-steps {e['steps']}" +
+                 f"--grad-accum {p.get('accum', 1)} --precision {e['precision']} --max-steps {e['steps']}" +
                  (" --packing" if p.get("packing") else " --no-packing") +
                  (" --checkpointing" if p.get("checkpointing") else " --no-checkpointing"))
     return "\n".join(lines)

@@ -301,6 +301,7 @@ def load(run: str | os.PathLike, *, device: Any = None, precision: Any = "auto",
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
     if ref.kind == "run" and meta.get("task") not in (None, "causal-lm"):
         raise LikemeError(f"{run} is a {meta['task']} run, not a language model: it cannot write replies")
+    name, partner = runs.speaking_as(meta, name, partner)  # before the slow load: a name it never learnt fails now
     device = device or models.default_device()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise LikemeError(f"device {device!r} asked for, but this torch sees no CUDA GPU: use device='cpu'")
@@ -311,7 +312,7 @@ def load(run: str | os.PathLike, *, device: Any = None, precision: Any = "auto",
     if chosen.name == "int8":
         model = quantize_int8(model)
     config = runs.voice_config(meta)  # how the run's prompts were built in training
-    voice = Voice(model, tokenizer, name=name or _opt_str(meta.get("as")), partner=partner or _opt_str(meta.get("partner")),
+    voice = Voice(model, tokenizer, name=_opt_str(name), partner=_opt_str(partner),
                   run=str(run), format=format or config.get("format"),
                   context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
     voice.precision = chosen

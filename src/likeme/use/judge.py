@@ -3,6 +3,8 @@
     embedder    an embedder run of NAME (`likeme train embedder --as NAME`): its likeness score, 0..1
     classifier  an author classifier (`likeme train classifier --label-by author`): P(NAME wrote it)
     reward      a reward run (`likeme train reward`): its scalar reward for the reply in its context
+    likelihood  a voice run (`use.likelihood.Who`): how much more likely NAME's slot under the run makes the
+                reply than under its base, beside the other people's slots (nats per token)
 
     >>> judge = load_judge("runs/robin-embedder", "Robin")
     >>> judge.score(["sure thing", "Can you help me?"])
@@ -72,4 +74,13 @@ def load_judge(run: str | os.PathLike, name: str) -> Judge:
 
         rm = load_reward(run)
         return Judge("reward", str(run), name, lambda texts, contexts: rm.score(texts, contexts, name=name))
-    raise LikemeError(f"{run} is a {recipe} run: a judge is an embedder, an author classifier or a reward run")
+    if recipe == "voice":
+        from likeme.use.likelihood import Who
+
+        who = Who(run)
+        if name not in who.people:
+            raise LikemeError(f"{run} did not learn {name!r} (it knows {', '.join(who.people)}): a voice judges "
+                              "the people it was trained on")
+        return Judge("likelihood", str(run), name, lambda texts, contexts: who.judge(name, texts, contexts))
+    raise LikemeError(f"{run} is a {recipe} run: a judge is an embedder, an author classifier, a reward run or a "
+                      "voice (likelihood ratio)")

@@ -180,12 +180,13 @@ def load(run: str | os.PathLike, *, name=None, partner=None, format=None, contex
 
     ref = models.resolve(run)
     meta = runs.read_meta(ref.path) if ref.kind == "run" else {}
+    name, partner = runs.speaking_as(meta, name, partner)
     path = gguf_for(run, quant)
     config = runs.voice_config(meta)
     tokenizer = models.load_tokenizer(ref)
     n_ctx = min(int(getattr(tokenizer, "model_max_length", 2048) or 2048), 2048)
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False)
-    voice = LlamaVoice(llm, tokenizer, n_ctx=n_ctx, name=name or meta.get("as"), partner=partner or meta.get("partner"),
+    voice = LlamaVoice(llm, tokenizer, n_ctx=n_ctx, name=name, partner=partner,
                        run=str(run), format=format or config.get("format"),
                        context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
     return with_recall(voice, config, recall, db)
