@@ -29,6 +29,10 @@ def test_figures(report, tiny_voice_run):
     assert f["examples"][0]["real"] == "hey" and f["examples"][0]["context"] == ["Sam: hi there"]
     assert set(f["memorisation"]) == {"trained", "base"} and f["training_messages"] == 36  # 3 by Ana x 12 sessions
     assert f["provenance"]["messages"]["Ana"] == 36 and f["audit"] is None
+    like = f["likeness"]  # every person's turns of the export scored in Ana's slot
+    assert set(like["by_person"]) == {"Ana", "Sam", "Bo"} and like["by_person"]["Ana"]["turns"] == 4
+    own, others = like["by_person"]["Ana"]["drop"], like["others_drop"]
+    assert like["specificity"] == pytest.approx(100 * (own - others), abs=0.02)
 
 
 @pytest.mark.skipif(chromium() is None, reason="no Chromium installed (Debian: apt-get install chromium)")
@@ -44,10 +48,13 @@ def test_page_has_its_plots_in_chromium(report):
             page.goto(path.as_uri())
             assert page.title() == "likeme report: Ana"
             sizes = page.evaluate("() => [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
-            assert [s[0] for s in sizes] == ["Held-out perplexity (lower is better)", "Reply length",
+            assert [s[0] for s in sizes] == ["Held-out perplexity (lower is better)",
+                                             "Perplexity drop from the base, each person's turns in this slot",
+                                             "Reply length",
                                              "Writing habits: share of replies with each",
                                              "Diversity (loops: share of replies)"]
             assert all(w > 200 and h > 100 for _, w, h in sizes)
-            assert page.locator("h2").all_inner_texts()[:3] == ["Held-out perplexity", "Style", "Collapse and diversity"]
+            assert page.locator("h2").all_inner_texts()[:4] == ["Held-out perplexity", "Like Ana, or like everyone?",
+                                                                "Style", "Collapse and diversity"]
         finally:
             browser.close()

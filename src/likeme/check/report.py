@@ -37,6 +37,7 @@ def build(run, data, name: str, *, judge=None, samples: int = 200, seed: int = 0
     turns = cfg.get("context_turns", 8)
     out: dict = {"run": str(ref.path), "as": name, "data": str(data), "base": runs.base_of(ref.path, meta)}
     out["perplexity"] = evaluate.eval_voice(run, data, name, format=format, me=me)
+    out["likeness"] = evaluate.eval_likeness(run, data, name, format=format, me=me)
     with evaluate.temporary_store(data, format, me) as store:
         sessions = examples.reply_sessions(store, name, heldout=0.0, gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)))[0]
         picked = examples.even_sample(examples.replies(sessions, name, turns), samples)
@@ -106,6 +107,16 @@ def write_html(figures: dict, path: str | Path) -> Path:
              f"<b>{ppl['ppl']:.2f}</b> trained, {ppl['base_ppl']:.2f} base (lower: the model expects what "
              f"{_e(figures['as'])} writes).</p>", _img(_bars({"trained": ppl["ppl"], "base": ppl["base_ppl"]},
                                                                "Held-out perplexity (lower is better)", "perplexity"))]
+    like = figures.get("likeness")
+    if like:
+        drops = {p: 100 * f["drop"] for p, f in like["by_person"].items()}
+        parts += [f"<h2>Like {_e(figures['as'])}, or like everyone?</h2>",
+                  f"<p>Every person's turns in these chats scored as if {_e(figures['as'])} had written them: the drop "
+                  f"in perplexity from the base model, per person. <b>Specificity {like['specificity']:+.1f} points</b> "
+                  f"({_e(figures['as'])}'s drop minus the others'); a voice of the medium lowers everyone's alike. The "
+                  f"likelihood-ratio judge tells {_e(figures['as'])}'s turns from others' with AUC {like['judge_auc']}.</p>",
+                  _img(_bars(drops, "Perplexity drop from the base, each person's turns in this slot",
+                             "% lower than the base", highlight=figures["as"]))]
     if figures.get("judge"):
         j = figures["judge"]
         parts += ["<h2>Likeness, as the judge sees it</h2>",
@@ -184,11 +195,15 @@ def _plt():
     return plt
 
 
-def _bars(values: dict, title: str, ylabel: str):
+def _bars(values: dict, title: str, ylabel: str, highlight: str | None = None):
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.bar(list(values), list(values.values()), color=["#4c72b0", "#999999", "#dd8452"][: len(values)])
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(values)), 3))
+    colors = ["#4c72b0" if k == highlight else "#999999" for k in values] if highlight else \
+        ["#4c72b0", "#999999", "#dd8452"][: len(values)]
+    ax.bar(list(values), list(values.values()), color=colors)
     ax.set(title=title, ylabel=ylabel)
+    if len(values) > 4:
+        ax.tick_params(axis="x", labelrotation=30)
     return fig
 
 
