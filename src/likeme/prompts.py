@@ -206,10 +206,7 @@ def render_prompt(tokenizer, turns: Sequence[Turn], name: str, *, format: str = 
         msgs += [{"role": "assistant" if t.author == name else "user", "content": t.text} for t in turns]
         return render_instruct(tokenizer, msgs, generation_prompt=True)
     if format == "persona":
-        prefix = len({t.author for t in turns if t.author != name}) > 1
-        msgs = chat_messages(list(turns), name, prefix_names=prefix, recalled=recalled)
-        if system and system.strip():
-            msgs[0] = {"role": "system", "content": msgs[0]["content"] + "\n" + system.strip()}
+        msgs = persona_messages(turns, name, recalled=recalled, system=system)
         try:
             return token_ids(tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
         except Exception as e:  # jinja's TemplateError, or a template that rejects a system turn
@@ -221,6 +218,21 @@ def render_prompt(tokenizer, turns: Sequence[Turn], name: str, *, format: str = 
     for t in turns:  # one line at a time, tokenized exactly as in training
         ids += tokenizer(transcript_line(t.author, t.text), add_special_tokens=False)["input_ids"]
     return ids + tokenizer(f"{name}:", add_special_tokens=False)["input_ids"]
+
+
+def persona_messages(turns: Sequence[Turn], name: str, *, recalled: Sequence[str] = (),
+                     system: str | None = None) -> list[dict]:
+    """The messages a persona voice reads before NAME's next message (`render_prompt` renders them with the
+    chat template): names before the others' messages only when more than one other person speaks.
+
+    Example (as Ana): [Sam "hi"] -> [{"system", "You are Ana. ..."}, {"user", "hi"}];
+      [Sam "hi", Bo "yo"] -> [{"system", ...}, {"user", "Sam: hi"}, {"user", "Bo: yo"}]
+    """
+    prefix = len({t.author for t in turns if t.author != name}) > 1
+    msgs = chat_messages(list(turns), name, prefix_names=prefix, recalled=recalled)
+    if system and system.strip():
+        msgs[0] = {"role": "system", "content": msgs[0]["content"] + "\n" + system.strip()}
+    return msgs
 
 
 # -- the same format for other engines: what `likeme export` ships

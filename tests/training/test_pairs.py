@@ -47,6 +47,45 @@ def test_pairs_come_from_training_sessions_only(runs):
     assert len(others) == 20  # --others: one pair per training reply, against someone else's message of its session
 
 
+def test_other_peoples_replies_never_come_from_a_held_out_session(runs, tmp_path):
+    """--others: someone else's message of the same session as the rejected reply. On a store where every
+    message but Ana's names its session ("hi 3", "yo 3", "pic 3"), no pair holds a word of the sessions the
+    voice holds out (the latest 10% by time, at least one: 10 and 11 of 12), and each rejected message of
+    someone else comes from its prompt's own session."""
+    import re
+    from datetime import datetime, timedelta
+
+    from likeme.data import examples
+    from likeme.data.ingest import Message
+    from likeme.data.store import Store
+    from likeme.runs import read_meta, voice_config
+
+    msgs, t = [], datetime(2024, 1, 1, 9)
+    for s in range(12):
+        for who, text in [("Sam", f"hi {s}"), ("Ana", "hey"), ("Bo", f"yo {s}"), ("Ana", "ok"), ("Sam", f"pic {s}")]:
+            msgs.append(Message("t", "group", who, t, text, "text"))
+            t += timedelta(minutes=1)
+        t += timedelta(hours=12)
+    with Store(tmp_path / "tagged.db") as store:
+        store.add_messages(msgs)
+        cfg = voice_config(read_meta(runs["voice"]))
+        _, held, _ = examples.reply_sessions(store, "Ana", heldout=cfg.get("heldout", 0.1),
+                                             gap=timedelta(hours=cfg.get("session_gap_hours", 6.0)))
+    tag = re.compile(r"\b(?:hi|yo|pic) (\d+)\b")
+    held_tags = {int(m) for _, _, turns in held for u in turns for m in tag.findall(u.text)}
+    assert held_tags == {10, 11}
+    made = list(pairs.from_run(runs["voice"], db=tmp_path / "tagged.db", max_contexts=None, others=True, seed=0,
+                               sampling={"max_new_tokens": 3}))
+    tags = [{int(m) for side in ("prompt", "chosen", "rejected") for msg in p[side] for m in tag.findall(msg["content"])}
+            for p in made]
+    assert set().union(*tags) == set(range(10)) and not set().union(*tags) & held_tags
+    others = [(p, {int(m) for m in tag.findall(p["rejected"][0]["content"])}) for p in made
+              if tag.fullmatch(p["rejected"][0]["content"])]
+    assert len(others) == 20  # one for each of Ana's 2 replies in each of the 10 training sessions
+    for p, (rejected_tag,) in others:
+        assert {int(m) for msg in p["prompt"] for m in tag.findall(msg["content"])} == {rejected_tag}
+
+
 def test_read_checks_the_format(tmp_path):
     path = tmp_path / "p.jsonl"
     good = pairs.pair([{"role": "user", "content": "hi"}], "hey", "Hello! How can I help you?")
@@ -79,6 +118,10 @@ def test_pairs_and_compare_through_the_cli(runs, tmp_path):
         [(a["chosen"][0]["content"], a["rejected"][0]["content"]) for a in added[1:]]
     assert f"1) Ana: {one}\n2) Ana: {two}\n" in p.stdout and f"1) Ana: {three}\n2) Ana: {four}\n" in p.stdout
     assert p.stdout.index(f"2) Ana: {two}") < p.stdout.index(f"1) Ana: {three}")
+    from likeme.training import marks  # each choice is also a good and a bad mark, in the voice's run folder
+
+    assert marks.read(runs["voice"] / "marks.jsonl") == marks.unpaired(added)
+    assert f"{runs['voice'] / 'marks.jsonl'}: 4 marks" in p.stderr
 
 
 def test_best_of_n_returns_the_judges_favourite(runs):

@@ -14,6 +14,7 @@ from likeme.use.decoding import Sampling  # light: torch only inside its functio
 REPL_HELP = """\
 Type a message as {partner} and press Enter; {name} answers.
   /reset               forget the chat so far and start over
+  /good | /bad         mark {name}'s last reply good or bad (added to RUN/marks.jsonl, for likeme train prefer --loss kto)
   /set                 show the sampling settings
   /set NAME VALUE      change one: /set temperature 0.9, /set top-k 20, /set min-p none, /set seed 7
   /set sample | /set no-sample   sample, or always take the likeliest token
@@ -32,6 +33,7 @@ def repl(voice, pick: dict) -> None:
             pass
     seed, voice.sampling = voice.sampling.seed, dataclasses.replace(voice.sampling, seed=None)
     history: list[tuple[str, str]] = []
+    last = None  # (the history a reply answered, the reply): what /good and /bad mark
     click.echo(f"Chatting with {voice.name} as {voice.partner}. /help for commands, /quit or Ctrl-D to leave.",
                err=True)
     while True:
@@ -57,8 +59,15 @@ def repl(voice, pick: dict) -> None:
                 continue
             if action == "quit":
                 return
-            if action == "reset":
+            if action in ("good", "bad"):
+                try:
+                    click.echo(marked(voice, last, action == "good"), err=True)
+                    last = None  # one mark per reply
+                except LikemeError as e:
+                    click.echo(f"Error: {e}", err=True)
+            elif action == "reset":
                 history.clear()
+                last = None
                 click.echo("(the chat starts over)", err=True)
             elif isinstance(action, tuple):  # ("seed", n or None): seeds the next reply
                 seed = action[1]
@@ -76,6 +85,7 @@ def repl(voice, pick: dict) -> None:
             click.echo("(stopped)", err=True)
             if "".join(pieces).strip():
                 history.append((voice.name, "".join(pieces).strip()))  # what was shown is what was said
+            last = None  # a reply cut short is not marked
             continue
         except LikemeError as e:
             click.echo()
@@ -92,6 +102,7 @@ def repl(voice, pick: dict) -> None:
             click.echo()
             if out.finish == "length":
                 click.echo(f"(cut at --max-new-tokens {voice.sampling.max_new_tokens})", err=True)
+        last = (list(history), str(out)) if str(out).strip() else None
         if out:
             history.append((voice.name, str(out)))
 
@@ -105,6 +116,8 @@ def repl_command(text: str, voice):
         return "quit"
     if word == "/reset":
         return "reset"
+    if word in ("/good", "/bad"):
+        return word[1:]
     if word in ("/help", "/?", "/h"):
         click.echo(REPL_HELP.format(name=voice.name, partner=voice.partner), err=True)
         return None
@@ -132,6 +145,18 @@ def repl_command(text: str, voice):
     else:
         voice.sampling = voice.sampling.updated(**{key: value})
     return None
+
+
+def marked(voice, last, good: bool) -> str:
+    """Append the mark of the last reply to RUN/marks.jsonl; returns what the chat says about it."""
+    from likeme.training import marks
+    from likeme.training.pairs import append
+
+    if last is None:
+        raise LikemeError(f"nothing to mark: /{'good' if good else 'bad'} marks {voice.name}'s last reply, once")
+    path = marks.path_of(voice.run)
+    append(path, [marks.of_reply(voice, *last, good)])
+    return f"(marked {'good' if good else 'bad'}: {path})"
 
 
 def parse_value(raw: str, hint, key: str):

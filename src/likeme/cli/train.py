@@ -168,15 +168,18 @@ def pairs(run, name, out, per_context, max_contexts, others, judge, seed, max_ne
 @db_option
 def compare(run, out, seed, max_new_tokens, temperature, db):
     """You pick: for one of NAME's chats after another, the voice writes two replies and you say which
-    sounds more like NAME (1 or 2; s skips, q or Ctrl-D stops). Each choice is added as a pair."""
+    sounds more like NAME (1 or 2; s skips, q or Ctrl-D stops). Each choice is added as a pair, and as two
+    marks (the one you picked good, the other bad) to RUN/marks.jsonl, for likeme train prefer --loss kto."""
     import random
 
     from likeme.prompts import chat_messages
+    from likeme.training import marks
     from likeme.training import pairs as pairs_
 
     voice, found = pairs_.training_replies(run, db=db, sampling={"max_new_tokens": max_new_tokens,
                                                                  "temperature": temperature})
     path = Path(out) if out else pairs_.default_path(voice.name)
+    marks_path = marks.path_of(run)
     rng = random.Random(seed)
     kept = 0
     click.echo(f"Which reply sounds more like {voice.name}? 1 or 2 (s: skip, q: stop). Choices go to {path}", err=True)
@@ -197,6 +200,7 @@ def compare(run, out, seed, max_new_tokens, temperature, db):
             break
         if answer in ("1", "2"):
             chosen, rejected = (a, b) if answer == "1" else (b, a)
-            kept += pairs_.append(path, [pairs_.pair(chat_messages(r.context, voice.name, r.prefix_names),
-                                                     str(chosen), str(rejected))])
-    click.echo(f"{path}: {kept} choices added", err=True)
+            made = pairs_.pair(chat_messages(r.context, voice.name, r.prefix_names), str(chosen), str(rejected))
+            kept += pairs_.append(path, [made])
+            pairs_.append(marks_path, marks.unpaired([made]))
+    click.echo(f"{path}: {kept} choices added ({marks_path}: {2 * kept} marks)", err=True)
