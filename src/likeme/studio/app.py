@@ -180,6 +180,8 @@ def create_app(*, api_key: str | None = None, allow=(), db=None, max_upload_byte
         recipe = body.get("recipe") or ""
         form = forms.form(recipe)
         person = (body.get("person") or "").strip() or None
+        if (body.get("run") or "").strip():
+            places.run(body["run"].strip(), must_exist=False)  # a bad name is refused before anything is read
         if form["person"]:
             with Store(db) as store:
                 known = {p.author for p in store.people()}

@@ -113,6 +113,11 @@ class Jobs:
         with self.lock:
             return next((j for j in self.jobs if j.run == run and j.state in ("queued", "running")), None)
 
+    def last_for(self, run: str) -> Job | None:
+        """The newest job that writes `run`, whatever its state."""
+        with self.lock:
+            return next((j for j in reversed(self.jobs) if j.run == run), None)
+
     def _work(self) -> None:
         while True:
             with self.lock:

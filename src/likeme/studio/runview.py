@@ -79,8 +79,10 @@ def runs_router(app) -> APIRouter:
                     yield "event: reset\ndata: {}\n\n"
                 job = jobs.busy_with(name)
                 meta = runs.read_meta(path) if (path / "run.yaml").is_file() else {}
-                body = {"rows": rows[sent:], "status": status_of(meta, job) if meta else "starting",
-                        "job": job.card() if job else None}
+                last = jobs.last_for(name)
+                status = status_of(meta, job) if meta else "starting" if job else last.state if last else "none"
+                body = {"rows": rows[sent:], "status": status, "job": job.card() if job else None,
+                        "last": last.card() if last else None}
                 sent = len(rows)
                 yield f"data: {json.dumps(body)}\n\n"
                 quiet = quiet + 1 if job is None else 0
