@@ -193,6 +193,15 @@ def test_from_an_export_to_a_voice_in_the_browser(tiny_lm, tmp_path):
         saved = download.value.path()
         assert download.value.suggested_filename.endswith(".gguf") and Path(saved).read_bytes()[:4] == b"GGUF"
         assert "ana-long" in page.inner_text("#run-list") and "interrupted" in page.inner_text("#run-list")
+        page.fill("#run-detail .report-data", str(export))  # the report, made on demand by likeme report
+        page.click("#run-detail .report")
+        expect_text(page, "#runs-msg", "report of ana-voice: running")  # its progress while it is made
+        page.wait_for_selector("#run-detail a.open-report")
+        assert page.inner_text("#runs-msg").startswith("report of ana-voice: done")
+        with page.expect_popup() as popup:
+            page.click("#run-detail a.open-report")
+        assert popup.value.title() == "likeme report: Ana"
+        popup.value.close()
         snap(page, "runs")
 
         page.click("#run-detail .chat")
