@@ -215,6 +215,8 @@ def test_from_an_export_to_a_voice_in_the_browser(tiny_lm, tmp_path):
                                "!document.querySelector('#send').disabled")
         assert page.inner_text(".msg.user .text") == "pizza tonight?"
         snap(page, "chat")
+        page.click("#back")  # serve's chat page, served at /chat/, links back to the studio
+        page.wait_for_selector("#runs .run-item")
 
         # -- forget a person: the confirmation lists the runs trained on them
         page.goto(url + "/#data")
@@ -287,3 +289,11 @@ def test_starts_without_torch_and_in_under_two_seconds(tmp_path):
                          env={**os.environ, "LIKEME_HOME": str(tmp_path)}).stdout.split()
     assert out[1:] == ["False", "False"]
     assert float(out[0]) < 2.0
+
+
+def test_beyond_this_machine_only_with_a_key():
+    from tiny import likeme_cli
+
+    p = likeme_cli("studio", "--host", "0.0.0.0")
+    assert p.returncode == 1 and p.stderr.startswith("Error: --host 0.0.0.0 lets other machines talk to your models")
+    assert "--allow FOLDER" in likeme_cli("studio", "--help").stdout
