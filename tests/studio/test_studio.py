@@ -297,3 +297,26 @@ def test_beyond_this_machine_only_with_a_key():
     p = likeme_cli("studio", "--host", "0.0.0.0")
     assert p.returncode == 1 and p.stderr.startswith("Error: --host 0.0.0.0 lets other machines talk to your models")
     assert "--allow FOLDER" in likeme_cli("studio", "--help").stdout
+
+
+@pytest.mark.parametrize("recipe", ["voice", "embedder", "classifier", "reward", "prefer"])
+def test_every_setting_on_the_form_is_a_flag_the_cli_takes(recipe, tmp_path):
+    """Each recipe's form, every field set (to its default, or a value of its type), parses as the real
+    `likeme train RECIPE` command's arguments, and the values arrive in the config's fields."""
+    from likeme.cli.train import train
+    from likeme.studio import forms
+    from likeme.studio.places import Places
+
+    fields = forms.form(recipe)["fields"]
+    sample = {"int": "3", "float": "0.5", "str": "x"}
+    values = {f["name"]: (not f["default"] if f["type"] == "bool" else f["choices"][-1] if f["choices"]
+                          else sample[f["type"]]) for f in fields}
+    args = forms.train_args(recipe, values, person="Ana", out=str(tmp_path / "r"), db=str(tmp_path / "s.db"),
+                            places=Places(), minutes=2 if forms.form(recipe)["minutes"] else None)
+    command = train.commands[recipe]
+    ctx = command.make_context(recipe, args[2:])
+    for f in fields:
+        given = ctx.params[f["name"]]
+        expected = values[f["name"]]
+        assert given == expected or str(given) == str(expected) or given == float(expected), f["name"]
+    assert ctx.params["out"] == str(tmp_path / "r")

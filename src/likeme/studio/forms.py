@@ -74,7 +74,7 @@ def train_args(recipe: str, values: dict, *, person: str | None, out: str, db: s
     args = ["train", recipe, "--out", out]
     if form(recipe)["person"]:
         args += ["--as", person or ""]
-    if db:
+    if db and "db" in cls.__dataclass_fields__:  # reward and prefer read pairs files, not the store
         args += ["--db", db]
     for name, value in FIXED.get(recipe, {}).items():
         args += [flag_of(cls.__dataclass_fields__[name]), value]
