@@ -204,6 +204,7 @@ def test_from_an_export_to_a_voice_in_the_browser(tiny_lm, tmp_path):
         popup.value.close()
         snap(page, "runs")
 
+        assert app.state.served == {}  # every page viewed so far, and no model loaded for it
         page.click("#run-detail .chat")
         page.wait_for_url(url + "/chat/")
         page.wait_for_selector("#model option", state="attached")
