@@ -1,5 +1,7 @@
 """The shape of the code, stated by folder (see the README's Architecture):
 - `use/` (a finished run at work) and `serve/` never reach `training/`, `recipes/` or `check/`;
+- `studio/` never imports `training/`, `recipes/` or `check/` itself: it runs them as `likeme` child processes, and
+  reads the recipes' configs through cli/train.py's table;
 - `data/` never imports torch, and reaches only `data/`, `errors`, `paths` and `prompts`;
 - no two likeme modules import each other, directly or through others (imports inside functions count);
 - no `_private` name is imported from another module;
@@ -119,6 +121,15 @@ def test_every_use_and_serve_module_is_checked():
 def test_using_a_run_never_reaches_training_or_checking(module):
     bad = {m for m in reachable(import_graph(), module) if in_folder(m, "training", "recipes", "check")}
     assert bad == set()
+
+
+def test_the_studio_runs_training_and_checking_in_child_processes():
+    graph = import_graph()
+    studio = [m for m in graph if in_folder(m, "studio")]
+    assert "likeme.studio.app" in studio and "likeme.studio.jobs" in studio
+    for module in studio:
+        direct = {m for m in graph[module] if in_folder(m, "training", "recipes", "check")}
+        assert direct == set(), module
 
 
 def test_data_needs_no_torch():

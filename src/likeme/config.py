@@ -114,6 +114,19 @@ def quantize_field():
                 "it: a CUDA GPU only; about a quarter of the base's memory in 4 bits."})
 
 
+REPORT_TO = ["none", "tensorboard", "mlflow", "trackio"]  # transformers' integrations; each an optional extra
+
+
+def report_to_field():
+    """The `--report-to` field of every recipe that trains through transformers' Trainer (training.trainer.arguments
+    reads it from the run's config)."""
+    return dataclasses.field(default="none", metadata={
+        "choices": REPORT_TO,
+        "help": "Also log the training to an experiment tracker (transformers' integration; pip install "
+                "'likeme[NAME]'): tensorboard writes RUN/tensorboard, mlflow and trackio go where their own "
+                "settings say (MLFLOW_TRACKING_URI, trackio's project 'likeme'). metrics.jsonl is written either way."})
+
+
 @dataclass
 class RunFields:
     """Every training recipe's run folder and seed. The config names its default folder in `run_name`
@@ -135,6 +148,7 @@ class TrainingFields:
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate."})
     batch_size: int = field(default=8, metadata={"help": "Examples per step."})
     precision: str = precision_field()
+    report_to: str = report_to_field()
 
 
 @dataclass

@@ -17,10 +17,10 @@ latest checkpoint with `likeme train RECIPE --out RUN --resume`.
 
 metrics.jsonl, one schema for step- and epoch-based recipes: every row has `step` (optimizer steps
 so far), `epoch` (passes over the training data, fractional) and `seconds` (training time so far);
-a training row adds `loss`, `lr` and a rate (`tokens_per_s`, or `examples_per_s`), an evaluation
-row `eval_loss` and `eval_<figure>`:
+a training row adds `loss`, `lr`, a rate (`tokens_per_s`, or `examples_per_s`) and `max_steps` (the
+last step as planned then: a time budget moves it), an evaluation row `eval_loss` and `eval_<figure>`:
 
-    {"step": 12, "epoch": 0.48, "seconds": 31.2, "loss": 2.3101, "lr": 0.0002, "tokens_per_s": 412.0}
+    {"step": 12, "epoch": 0.48, "seconds": 31.2, "loss": 2.3101, "lr": 0.0002, "max_steps": 60, "tokens_per_s": 412.0}
     {"step": 20, "epoch": 0.8, "seconds": 52.0, "eval_loss": 2.1042, "eval_accuracy": 0.7143}
 
 A resumed run drops the rows logged after its checkpoint, so each step appears once.

@@ -1,9 +1,10 @@
-"""Runs elsewhere: serve (an OpenAI-compatible API and a chat page), export (transformers, GGUF, Ollama)."""
+"""Runs elsewhere: serve (an OpenAI-compatible API and a chat page), export (transformers, GGUF, Ollama), and the
+studio (the whole path in the browser)."""
 from __future__ import annotations
 
 import click
 
-from likeme.cli.options import backend_option, limits_options, precision_option
+from likeme.cli.options import backend_option, db_option, limits_options, precision_option
 from likeme.errors import LikemeError
 
 
@@ -62,3 +63,29 @@ def export_cmd(run, to, quant, out):
     click.echo(str(path))
     if to == "ollama":
         click.echo(f"ollama create NAME -f {path} && ollama run NAME", err=True)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but this machine's own (127.0.0.1, ::1) needs an API key.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key", envvar="LIKEME_API_KEY", default=None, metavar="KEY",
+              help="Every /api and chat request must send Authorization: Bearer KEY (also from LIKEME_API_KEY).")
+@click.option("--allow", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="FOLDER",
+              help="A folder whose exports and models the page may name, besides $LIKEME_HOME and your home (repeatable).")
+@click.option("--max-upload-mb", type=click.IntRange(1), default=500, show_default=True,
+              help="Largest export the page may upload, in MB (a bigger one: give its path).")
+@db_option
+def studio(host, port, api_key, allow, max_upload_mb, db):
+    """The whole path in the browser: add exports, train, watch the loss, chat with the run, export it.
+
+    Each job (train, report, export) is this CLI in its own process, one at a time, queued.
+
+    \b
+    likeme studio                      # http://127.0.0.1:8000
+    likeme studio --allow ~/exports --port 8080"""
+    from likeme.serve import check_host
+    from likeme.studio import studio as run_studio
+
+    check_host(host, api_key)
+    run_studio(host=host, port=port, api_key=api_key, allow=allow, db=db, max_upload_mb=max_upload_mb)

@@ -78,6 +78,12 @@ def run_recipe(config_cls, train_fn, config_file, flags: dict, quiet: bool, resu
         from likeme.precision import choose
 
         choose(cfg.precision, default_device(), inference=False)
+    tracker = getattr(cfg, "report_to", "none")
+    if tracker not in (None, "none"):  # transformers would fail only once the model is loaded
+        import importlib.util
+
+        if importlib.util.find_spec(tracker) is None:
+            raise LikemeError(f"--report-to {tracker} needs the {tracker} package: pip install 'likeme[{tracker}]'")
     if getattr(cfg, "quantize", None):
         from likeme.models import quantization_config
 

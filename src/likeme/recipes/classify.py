@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import precision_field, report_to_field
 from likeme.errors import LikemeError
 from likeme.training.classifying import MAX_LENGTH_CAP  # light: no torch at import
 
@@ -99,6 +99,7 @@ class ClassifyConfig:
     class_weights: bool = field(default=True, metadata={
         "help": "Weight the loss by n / (k * count) per label, so rare labels count as much as common ones."})
     precision: str = precision_field()
+    report_to: str = report_to_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
     out: str | None = field(default=None, metadata={
         "help": "Run folder (default: $LIKEME_HOME/runs/<data file name>-classifier)."})

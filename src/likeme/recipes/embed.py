@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from likeme.batching import Passes
-from likeme.config import precision_field
+from likeme.config import precision_field, report_to_field
 from likeme.errors import LikemeError
 
 MIN_MESSAGES = 10  # fewer messages by NAME than this: nothing to learn a style from
@@ -86,6 +86,7 @@ class EmbedConfig:
         "help": "Training messages (per side) averaged into the score's centroids: a mean of 1000 unit "
                 "vectors moves by ~1/sqrt(1000) = 3% with the sample."})
     precision: str = precision_field()
+    report_to: str = report_to_field()
     seed: int = field(default=0, metadata={"help": "Random seed (triplet sampling, data order, dropout)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/NAME-embedder)."})
 

@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeme.config import precision_field
+from likeme.config import precision_field, report_to_field
 from likeme.errors import LikemeError
 
 
@@ -58,6 +58,7 @@ class RewardConfig:
         "help": "Share of the prompts held out with all their pairs, for the pairwise accuracy."})
     eval_every: int = field(default=20, metadata={"help": "Held-out accuracy, and a checkpoint, every N steps."})
     precision: str = precision_field()
+    report_to: str = report_to_field()
     seed: int = field(default=0, metadata={"help": "Random seed (split, head init, data order)."})
     out: str | None = field(default=None, metadata={"help": "Run folder (default: $LIKEME_HOME/runs/<pairs file>-reward)."})
 

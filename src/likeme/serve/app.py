@@ -66,7 +66,7 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
     # -- key and body size -------------------------------------------------------------------------
     @app.middleware("http")
     async def _guard(request: Request, call_next):
-        if request.url.path.startswith("/v1/"):
+        if route_path(request.scope).startswith("/v1/"):
             if api_key is not None:
                 given = request.headers.get("authorization", "")
                 token = given[7:] if given[:7].lower() == "bearer " else ""
@@ -191,6 +191,13 @@ def create_app(served: dict[str, Served], *, api_key: str | None = None, limits:
                 "data": [{"index": i, "score": s} for i, s in enumerate(scores)]}
 
     return app
+
+
+def route_path(scope) -> str:
+    """The path below where the app is mounted: "/v1/models" for /chat/v1/models when `likeme studio`
+    mounts this app at /chat (Starlette keeps the full path in scope["path"], the mount in "root_path")."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 # -- the body size of a chunked request -------------------------------------------------------------

@@ -41,7 +41,8 @@ class MetricsCallback(TrainerCallback):
                "seconds": round(self.offset + now - self.started, 1)}
         if "loss" in logs:
             dt = now - self.last[0]
-            row.update(loss=round(logs["loss"], 4), lr=logs.get("learning_rate"))
+            row.update(loss=round(logs["loss"], 4), lr=logs.get("learning_rate"),
+                       max_steps=state.max_steps)  # the last step, as a time budget moves it: for time left
             if logs.get("grad_norm") is not None:
                 row["grad_norm"] = round(float(logs["grad_norm"]), 4)
             if state.num_input_tokens_seen:

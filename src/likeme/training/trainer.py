@@ -91,8 +91,14 @@ def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int 
     eval_steps: evaluate, and write a checkpoint, every N steps; save_steps: write a checkpoint every N
     steps when nothing is evaluated. The two newest checkpoints are kept, and the best one when the
     recipe keeps the best model. cls: a TrainingArguments subclass (TRL's DPOConfig) for its trainer.
+    The run's config's `report_to` (`--report-to`, config.report_to_field) also sends the logs to that tracker.
     """
     chosen = globals()["precision"](precision)
+    report_to = ((run.meta or {}).get("config") or {}).get("report_to") or "none"
+    if report_to == "tensorboard":  # beside the run, not in checkpoints/ (which a finished run drops)
+        import os
+
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
     run.update(precision={"name": chosen.name, **({"why": chosen.why} if chosen.why else {})})
     defaults = dict(
         output_dir=str(run.checkpoints),
@@ -106,7 +112,9 @@ def arguments(run, *, seed: int, eval_steps: int | None = None, save_steps: int 
         use_cpu=device() == "cpu",
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to=report_to,
+        project="likeme",  # trackio's project
+        run_name=run.path.name,
         disable_tqdm=True,  # our progress bar is drawn from metrics.jsonl
         remove_unused_columns=False,  # our collators build the batches
         dataloader_num_workers=0,
