@@ -18,7 +18,7 @@ def test_card_runs_and_forget(tmp_path, tiny_lm):
     p = likeme_cli("forget", "--author", "Bo", "--yes", "--db", db)
     assert p.returncode == 0 and "run(s) were trained" not in p.stdout  # no run yet
     p = likeme_cli("train", "voice", "--as", "Ana", "--db", db, "--base", tiny_lm, "--max-steps", "2",
-                   "--eval-every", "2", "--batch-size", "2", "-q")
+                   "--eval-every", "2", "--batch-size", "2", "--grad-accum", "1", "-q")
     assert p.returncode == 0, p.stderr
     run = tmp_path / "likeme-home" / "runs" / "ana-voice"
     card = json.loads((run / "provenance.json").read_text())

@@ -54,7 +54,7 @@ def runs(_tiny_models, tmp_path_factory):
         three_person_store(db).close() if scrubbed is None else leaky_store(db, scrubbed)
         out[label] = train_voice(VoiceConfig(
             name="Ana", db=str(db), base=str(_copy(_tiny_models, "lm", tmp / label)), trainable="all", lr=5e-3,
-            max_steps=200, batch_size=8, eval_every=200, canaries=2 if scrubbed is None else 0,
+            max_steps=200, batch_size=8, grad_accum=1, eval_every=200, canaries=2 if scrubbed is None else 0,
             out=str(tmp / f"ana-{label}")), progress=False)
     return out
 

@@ -111,7 +111,7 @@ def test_a_run_that_learnt_from_everyone_speaks_as_each(tmp_path, tiny_lm):
     three_person_store(tmp_path / "s.db").close()
     out = tmp_path / "run"
     p = likeme_cli("train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm, "--learn-from",
-                   "everyone", "--min-turns", "5", "--max-steps", "2", "--batch-size", "4", "--out", out)
+                   "everyone", "--min-turns", "5", "--max-steps", "2", "--batch-size", "4", "--grad-accum", "1", "--out", out)
     assert p.returncode == 0, p.stderr
     meta = yaml.safe_load((out / "run.yaml").read_text())
     assert set(meta["speakers"]) == {"Ana", "Sam", "Bo"}  # the provenance: whose words were targets

@@ -65,12 +65,12 @@ def test_from_scratch_through_the_cli_then_generate_and_a_voice_on_top(text, tmp
     # a voice on top: the from-scratch model is a base like any other
     three_person_store(tmp_path / "s.db").close()
     p = likeme_cli("train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", run, "--max-steps", "2",
-                   "--eval-every", "2", "--batch-size", "4", "--out", tmp_path / "ana", "-q")
+                   "--eval-every", "2", "--batch-size", "4", "--grad-accum", "1", "--out", tmp_path / "ana", "-q")
     assert p.returncode == 0, p.stderr
     p = likeme_cli("chat", tmp_path / "ana", "-m", "hi", "--max-new-tokens", "4", "--backend", "torch", "--seed", "1")
     assert p.returncode == 1 and "longer than the model's 16-token context" in p.stderr  # ChatML alone is longer
     p = likeme_cli("train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", run, "--max-steps", "2",
-                   "--format", "transcript", "--block-size", "16", "--eval-every", "2", "--batch-size", "4",
+                   "--format", "transcript", "--block-size", "16", "--eval-every", "2", "--batch-size", "4", "--grad-accum", "1",
                    "--out", tmp_path / "ana-lines", "-q")
     assert p.returncode == 0, p.stderr
     p = likeme_cli("chat", tmp_path / "ana-lines", "-m", "hi", "--max-new-tokens", "2", "--backend", "torch", "--seed", "1")

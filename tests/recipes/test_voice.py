@@ -18,7 +18,7 @@ def setup(tmp_path, tiny_lm):
 
 
 def cfg(tmp_path, base, **kw):
-    kw = {"name": "Ana", "db": str(tmp_path / "s.db"), "base": str(base), "batch_size": 4, "eval_every": 2,
+    kw = {"name": "Ana", "db": str(tmp_path / "s.db"), "base": str(base), "batch_size": 4, "grad_accum": 1, "eval_every": 2,
           "out": str(tmp_path / "run"), **kw}
     return VoiceConfig(**kw)
 

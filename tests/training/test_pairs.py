@@ -23,7 +23,7 @@ def runs(_tiny_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pairs")
     three_person_store(tmp / "s.db").close()
     lm = _copy(_tiny_models, "lm", tmp)
-    voice = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(lm), max_steps=2, batch_size=4,
+    voice = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(lm), max_steps=2, batch_size=4, grad_accum=1,
                                     eval_every=2, out=str(tmp / "voice")), progress=False)
     judge = train_embedder(EmbedConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "st", tmp)),
                                        max_steps=10, batch_size=8, lr=1e-3, eval_every=10, out=str(tmp / "judge")),

@@ -35,8 +35,8 @@ def rows(run):
 
 def test_two_processes_train_as_one_with_the_same_global_batch(store):
     tmp, base = store
-    one = likeme_cli(*train_args(tmp, base, "one", "--batch-size", "8", "--max-steps", "2"))
-    two = subprocess.run([LIKEME, *map(str, train_args(tmp, base, "two", "--batch-size", "4", "--max-steps", "2",
+    one = likeme_cli(*train_args(tmp, base, "one", "--batch-size", "8", "--grad-accum", "1", "--max-steps", "2"))
+    two = subprocess.run([LIKEME, *map(str, train_args(tmp, base, "two", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "2",
                                                        "--processes", "2"))],
                          env={**os.environ, "LIKEME_HOME": str(tmp / "home")}, capture_output=True, text=True)
     assert one.returncode == 0 and two.returncode == 0, two.stderr
@@ -62,7 +62,7 @@ def test_ctrl_c_in_two_processes_saves_a_checkpoint_that_resumes(store):
     tmp, base = store
     env = {**os.environ, "LIKEME_HOME": str(tmp / "home")}
     run = tmp / "run"
-    p = subprocess.Popen([LIKEME, *map(str, train_args(tmp, base, "run", "--batch-size", "4", "--max-steps", "40",
+    p = subprocess.Popen([LIKEME, *map(str, train_args(tmp, base, "run", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "40",
                                                         "--processes", "2"))],
                          env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
@@ -101,10 +101,10 @@ def test_launch_lines_and_errors():
 
 def test_precision_is_chosen_recorded_and_checked(store):
     tmp, base = store
-    bf16 = likeme_cli(*train_args(tmp, base, "bf16", "--batch-size", "4", "--max-steps", "2", "--precision", "bf16"))
+    bf16 = likeme_cli(*train_args(tmp, base, "bf16", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "2", "--precision", "bf16"))
     assert bf16.returncode == 0, bf16.stderr
     assert yaml.safe_load((tmp / "bf16" / "run.yaml").read_text())["precision"] == {"name": "bf16"}
-    auto = likeme_cli(*train_args(tmp, base, "auto", "--batch-size", "4", "--max-steps", "2"))
+    auto = likeme_cli(*train_args(tmp, base, "auto", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "2"))
     chosen = yaml.safe_load((tmp / "auto" / "run.yaml").read_text())["precision"]
     assert auto.returncode == 0 and chosen["name"] in ("fp32", "bf16") and chosen["why"]
     # bf16 autocast changed the numbers: the two runs' first losses differ, a little
@@ -133,15 +133,15 @@ def test_qlora_trains_adapters_on_a_4bit_base(store):
     pytest.importorskip("bitsandbytes")
     tmp, base = store
     out = likeme_cli("train", "voice", "--as", "Ana", "--db", tmp / "s.db", "--base", base, "--quantize", "4bit",
-                     "--max-steps", "2", "--batch-size", "4", "--out", tmp / "q", "-q")
+                     "--max-steps", "2", "--batch-size", "4", "--grad-accum", "1", "--out", tmp / "q", "-q")
     assert out.returncode == 0, out.stderr
     assert (tmp / "q" / "model" / "adapter_model.safetensors").is_file()
 
 
 def test_packing_trains_the_same_steps_without_padding(store):
     tmp, base = store
-    padded = likeme_cli(*train_args(tmp, base, "padded", "--batch-size", "4", "--max-steps", "2"))
-    packed = likeme_cli(*train_args(tmp, base, "packed", "--batch-size", "4", "--max-steps", "2", "--packing"))
+    padded = likeme_cli(*train_args(tmp, base, "padded", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "2"))
+    packed = likeme_cli(*train_args(tmp, base, "packed", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "2", "--packing"))
     assert padded.returncode == 0 and packed.returncode == 0, packed.stderr
     a, b = ([x for x in rows(tmp / r) if "loss" in x] for r in ("padded", "packed"))
     for x, y in zip(a, b):  # the same examples, the same loss: padding was never part of it

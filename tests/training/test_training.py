@@ -85,7 +85,7 @@ def test_a_lora_run_leaves_the_base_weights_bit_identical(tmp_path, tiny_lm):
 
     three_person_store(tmp_path / "s.db").close()
     before = (tiny_lm / "model.safetensors").read_bytes()
-    run = train_voice(VoiceConfig(name="Ana", db=str(tmp_path / "s.db"), base=str(tiny_lm), batch_size=4,
+    run = train_voice(VoiceConfig(name="Ana", db=str(tmp_path / "s.db"), base=str(tiny_lm), batch_size=4, grad_accum=1,
                                   max_steps=3, eval_every=3, lr=1e-2, out=str(tmp_path / "run")), progress=False)
     assert (tiny_lm / "model.safetensors").read_bytes() == before  # the file on disk
     peft_model, _ = load_causal_lm(run, merge=False)
@@ -105,7 +105,7 @@ def test_a_killed_training_resumes_with_each_step_once(tmp_path, tiny_lm):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     db, out = tmp_path / "s.db", tmp_path / "run"
     subprocess.run([LIKEME, "ingest", str(chat), "--db", str(db)], check=True, capture_output=True, env=env)
-    train = [LIKEME, "train", "voice", "--as", "Ana", "--db", str(db), "--base", str(tiny_lm), "--batch-size", "2",
+    train = [LIKEME, "train", "voice", "--as", "Ana", "--db", str(db), "--base", str(tiny_lm), "--batch-size", "2", "--grad-accum", "1",
              "--max-steps", "40", "--eval-every", "4", "--patience", "100", "--out", str(out), "-q"]
     p = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:

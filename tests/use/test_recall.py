@@ -44,7 +44,7 @@ def test_a_voice_trained_with_recall_recalls_in_a_chat(tmp_path, tiny_lm, tiny_s
     with Store(db) as store:
         store.ingest_path(whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club.txt", 20, datetime(2024, 1, 1, 18)))
     run = train_voice(VoiceConfig(name="Ana", db=str(db), base=str(tiny_lm), recall=2, recall_model=str(tiny_st),
-                                  max_steps=2, batch_size=4, eval_every=2, out=str(tmp_path / "run")), progress=False)
+                                  max_steps=2, batch_size=4, grad_accum=1, eval_every=2, out=str(tmp_path / "run")), progress=False)
     voice = likeme.load(run)
     assert voice.recall is not None and voice.recall.k == 2
     prompt = voice.tokenizer.decode(voice.prompt_ids(["Plans for tonight?"]))
