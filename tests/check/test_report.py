@@ -30,7 +30,7 @@ def test_figures(report, tiny_voice_run):
     assert set(f["memorisation"]) == {"trained", "base"} and f["training_messages"] == 36  # 3 by Ana x 12 sessions
     assert f["provenance"]["messages"]["Ana"] == 36 and f["audit"] is None
     like = f["likeness"]  # every person's turns of the export scored in Ana's slot
-    assert set(like["by_person"]) == {"Ana", "Sam", "Bo"} and like["by_person"]["Ana"]["turns"] == 4
+    assert set(like["by_person"]) == {"Ana", "Sam", "Bo"} and like["by_person"]["Ana"]["turns"] == 5  # all of her turns
     own, others = like["by_person"]["Ana"]["drop"], like["others_drop"]
     assert like["specificity"] == pytest.approx(100 * (own - others), abs=0.02)
 
