@@ -74,7 +74,14 @@ def analyzer():
         from presidio_analyzer.nlp_engine import SpacyNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": MODEL}])
+    from presidio_analyzer.nlp_engine import NerModelConfiguration
+
+    # spaCy's labels for people and places (FAC: buildings, streets); every other label is dropped
+    mapping = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
+    ignore = ["CARDINAL", "DATE", "EVENT", "LANGUAGE", "LAW", "MONEY", "NORP", "ORDINAL", "ORG", "PERCENT",
+              "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"]
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": MODEL}], ner_model_configuration=
+                            NerModelConfiguration(model_to_presidio_entity_mapping=mapping, labels_to_ignore=ignore))
     nlp = spacy.load(MODEL, exclude=["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer"])
     engine.nlp = {"en": nlp}  # the NER component has its own embedding layer: it needs none of the others
     registry = RecognizerRegistry(recognizers=[
