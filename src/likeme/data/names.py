@@ -86,8 +86,9 @@ def analyzer():
     registry = RecognizerRegistry(recognizers=[
         SpacyRecognizer(supported_entities=list(KINDS)),
         PatternRecognizer(supported_entity="LOCATION", name="street address",
-                          patterns=[Pattern("street address", ADDRESS.pattern, 0.6)]),
-    ], supported_languages=["en"])
+                          patterns=[Pattern("street address", ADDRESS.pattern, 0.6)],
+                          global_regex_flags=re.DOTALL | re.MULTILINE),  # case-sensitive: capitalised words
+    ], supported_languages=["en"], global_regex_flags=re.DOTALL | re.MULTILINE)
     # context words raise scores by lemma; with no lemmatizer there are none to read, and nothing is needed
     return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
 
