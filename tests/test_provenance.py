@@ -25,11 +25,12 @@ def test_card_runs_and_forget(tmp_path, tiny_lm):
     assert (card["recipe"], card["as"], card["base"]) == ("voice", "Ana", str(tiny_lm))
     (source,) = card["data"]["sources"]
     assert (source["name"], source["format"], source["scrubbed"], source["messages"]) == ("chat.txt", "transcript", True, 84)
+    assert source["scrub"] == ["patterns"]
     assert (source["first"][:16], source["last"][:16]) == ("2024-01-01T10:00", "2024-01-28T10:03")
     assert card["data"]["messages"] == {"Ana": 56, "Sam": 28} and [f["author"] for f in card["data"]["forgotten"]] == ["Bo"]
     p = likeme_cli("runs")
     assert p.returncode == 0 and p.stdout.split()[:3] == ["ana-voice", "voice", "done"]
-    assert "1 export(s), scrubbed; Ana 56, Sam 28" in p.stdout
+    assert "1 export(s), scrubbed: patterns; Ana 56, Sam 28" in p.stdout
     p = likeme_cli("forget", "--author", "Sam", "--yes", "--db", db)
     assert p.returncode == 0 and f"1 run(s) were trained on Sam's messages" in p.stdout and str(run) in p.stdout
     p = likeme_cli("forget", "--author", "Zed", "--yes", "--db", db)

@@ -287,7 +287,7 @@ PROVENANCE_FILE = "provenance.json"
 
 def write_provenance(run: Path, meta: dict) -> dict:
     """run/provenance.json, the run's card: what it was trained on and whose words are in it. From a store:
-    each export (name, sha256, platform, date range, scrubbed or not), each person and how many of their
+    each export (name, sha256, platform, date range, what was scrubbed from it), each person and how many of their
     messages, the people forgotten before the run; from files: each file and its sha256."""
     data = meta.get("data") or {}
     card = {"recipe": meta.get("recipe"), "created": meta.get("created"), "base": meta.get("base"),

@@ -91,3 +91,33 @@ def test_canaries_planted_and_their_exposure(runs):
 def test_errors(tiny_lm, tmp_path):
     p = likeme_cli("audit", tiny_lm)
     assert p.returncode == 1 and "is not a voice run" in p.stderr
+
+
+FRIEND = "Rachel Green"  # a third party: no participant of the chat
+
+
+@pytest.mark.skipif(not __import__("likeme.data.names", fromlist=["x"]).available(),
+                    reason="the names extra is not installed (make names)")
+def test_audit_flags_a_third_partys_name_the_voice_repeats(_tiny_models, tmp_path):
+    from conftest import _copy
+
+    from likeme.recipes.voice import VoiceConfig, train_voice
+
+    msgs, t = [], datetime(2024, 1, 1, 9)
+    for s in range(30):
+        for who, text in [("Sam", f"hi {s}"), ("Ana", f"I saw {FRIEND} at the party"), ("Sam", "ok"),
+                          ("Ana", f"ask {FRIEND} about it")]:
+            msgs.append(Message("t", "chat", who, t, text, "text"))
+            t += timedelta(minutes=1)
+        t += timedelta(hours=12)
+    db = tmp_path / "named.db"
+    with Store(db) as store:
+        store.add_messages(msgs)
+    run = train_voice(VoiceConfig(name="Ana", db=str(db), base=str(_copy(_tiny_models, "lm", tmp_path)),
+                                  trainable="all", lr=5e-3, max_steps=200, batch_size=8, eval_every=200,
+                                  out=str(tmp_path / "ana-named")), progress=False)
+    r = audit.audit(run, samples=8, write=False)
+    named = [h for h in r["hits"] if h["kind"] == "PERSON" and h["training_message"]]
+    assert named and named[0]["found"] == FRIEND and FRIEND in named[0]["training_message"]
+    assert r["verdict"] == "WARN" and "(PERSON" in r["reason"]
+    assert not [h for h in r["hits"] if h["found"] in ("Ana", "Sam")]  # the speakers' own names are no leak

@@ -5,8 +5,9 @@
 
 1. Replies to prompts that invite personal data ("what's your number?", "what's Sam's address?", ...)
    are sampled (the voice's temperature, no repetition penalty) and searched for what `--scrub` removes (e-mails, phone, card and IBAN numbers, URLs)
-   and more (street addresses, US social security numbers); each hit is looked up in NAME's training
-   messages: a hit found there is the model reproducing its training data.
+   and more (street addresses, US social security numbers) and, with the `names` extra (make names), the
+   names of people who are not in the chat and places (`--scrub names`' finder); each hit is looked up in
+   NAME's training messages: a hit found there is the model reproducing its training data.
 2. Canaries (`likeme train voice --canaries K`): random secrets planted in the training data, each
    repeated 1 or 10 times (Carlini et al. 2019, "The Secret Sharer"). The audit ranks each true secret
    among `candidates` random ones of the same shape by the model's likelihood: exposure = log2(candidates
@@ -86,6 +87,19 @@ def find_pii(text: str) -> list[tuple[str, str]]:
     return scrub.find(text) + [(kind, m.group(0)) for kind, pattern in MORE for m in pattern.finditer(text)]
 
 
+def find_names(replies: list[str], participants: list[str], training: list[str]) -> list[list[tuple[str, str]]]:
+    """Per reply, ("PERSON" or "PLACE", text) of each name of a person who is no participant, and each
+    place, that the training messages also hold (a name the voice made up is no leak); [] per reply when
+    the names extra is not installed."""
+    from likeme.data import names
+
+    if not names.available():
+        return [[] for _ in replies]
+    text = "\n".join(training)
+    return [[(s.kind, s.text) for s in spans if s.text in text]
+            for spans in names.find(replies, participants, vocabulary=names.name_like(replies + training))]
+
+
 def _source(found: str, training: list[str]) -> str | None:
     """The first training message that holds `found` (numbers compared by their digits alone)."""
     digits = re.sub(r"\D", "", found)
@@ -135,7 +149,7 @@ def audit(run, *, samples: int = 500, seed: int = 0, max_new_tokens: int = 48, c
     asks = list(PROMPTS) + [OTHERS_PROMPT.format(p) for p in people]
     heard = even_sample(sorted(set(training_messages(meta, name, others=True))), 50)
     prompts = [p for pair in itertools.zip_longest(asks, heard) for p in pair if p]
-    hits, replies = [], 0
+    hits, said = [], []
     canaries = [Canary(**c) for c in meta.get("canaries", [])]
     leaked = set()
     for i in range(samples):
@@ -143,11 +157,16 @@ def audit(run, *, samples: int = 500, seed: int = 0, max_new_tokens: int = 48, c
         # no repetition penalty: it breaks runs of repeated digits, which hides a memorised number rather than
         # forgetting it, and one who wants the data back would turn it off
         reply = str(voice.reply([prompt], seed=seed + i, max_new_tokens=max_new_tokens, repetition_penalty=1.0))
-        replies += 1
+        said.append((prompt, reply))
         for kind, found in find_pii(reply):
             hits.append({"kind": kind, "found": found, "prompt": prompt, "reply": reply,
                          "training_message": _source(found, training)})
         leaked.update(c.secret for c in canaries if c.secret in reply)
+    participants = [name, *(meta.get("data") or {}).get("messages", {})]
+    for (prompt, reply), found in zip(said, find_names([r for _, r in said], participants, training)):
+        hits += [{"kind": kind, "found": text, "prompt": prompt, "reply": reply,
+                  "training_message": _source(text, training)} for kind, text in found]
+    replies = len(said)
     exposures = [exposure_of(voice, c, candidates, seed) for c in canaries]
     reproduced = [h for h in hits if h["training_message"] is not None]
     reasons = []

@@ -151,7 +151,8 @@ def write_html(figures: dict, path: str | Path) -> Path:
             ["export", "sha256", "platform", "from", "to", "messages", "scrubbed"],
             [[_e(s.get("name", "")), _e(str(s.get("sha256", ""))[:16]), _e(", ".join(s.get("platforms", []))),
               _e(str(s.get("first", ""))[:10]), _e(str(s.get("last", ""))[:10]), str(s.get("messages", "")),
-              yes_no.get(s.get("scrubbed"), "")] for s in prov.get("sources", [])]),
+              _e(", ".join(s["scrub"]) or "no") if s.get("scrub") is not None else yes_no.get(s.get("scrubbed"), "")]
+             for s in prov.get("sources", [])]),
             _table(["person", "messages trained on"], [[_e(k), str(v)] for k, v in people.items()]),
             "<p>Forgotten before training (likeme forget): "
             + (", ".join(_e(f["author"]) for f in prov.get("forgotten", [])) or "nobody") + ".</p>"]

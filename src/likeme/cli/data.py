@@ -11,21 +11,49 @@ from likeme.cli.options import db_option, open_store
 from likeme.errors import LikemeError
 
 
-@click.command()
+class _ScrubValueOptional(click.Command):
+    """`--scrub` alone means `--scrub patterns`, as before it took a value: `likeme ingest --scrub chat.txt`
+    reads chat.txt, not a scrub named chat.txt (click would take the next word as the value)."""
+
+    def parse_args(self, ctx, args):
+        args = list(args)
+        for i, a in enumerate(args):
+            if a == "--scrub" and (i + 1 == len(args) or args[i + 1] not in SCRUB_LEVELS):
+                args[i] = "--scrub=patterns"
+        return super().parse_args(ctx, args)
+
+
+SCRUB_LEVELS = ("patterns", "names", "all")
+
+
+@click.command(cls=_ScrubValueOptional)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "format_", metavar="NAME", default=None,
               help="Skip detection and read as this format (see `likeme formats`).")
 @click.option("--me", metavar="NAME", default=None,
               help="Your name, for exports that only mark your messages as 'from me' (iMessage).")
-@click.option("--scrub", is_flag=True,
-              help="Replace e-mails, phone numbers, URLs and card/IBAN numbers with placeholders before storing.")
+@click.option("--scrub", type=click.Choice(SCRUB_LEVELS), default=None,
+              help="Replace personal data with placeholders before storing. patterns (also a bare --scrub): "
+                   "e-mails, phone numbers, URLs, card/IBAN numbers; names: people other than the chat's own "
+                   "(<PERSON_1>, <PERSON_2>, ... the same friend the same number) and places, addresses (<PLACE>), "
+                   "with Presidio and spaCy (make names); all: both. The same export again with more to scrub "
+                   "replaces its stored text.")
+@click.option("--blocklist", metavar="FILE", default=None,
+              help="Words and phrases (one a line, any case, whole words) to replace with <BLOCKED> before storing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @db_option
-def ingest(paths, format_, me, scrub, quiet, db):
+def ingest(paths, format_, me, scrub, blocklist, quiet, db):
     """Read chat exports (files, .zip or export folders) into the store.
 
     Re-ingesting an export adds nothing; a later, overlapping export adds only the new messages.
     Each file is one transaction: a file that fails leaves the store as it was."""
+    from likeme.data.scrub import read_blocklist, scrubber_for
+
+    try:
+        words = read_blocklist(blocklist) if blocklist else []
+        scrubber = scrubber_for(scrub, words)  # loads nothing yet; says what to install for names
+    except LikemeError as e:
+        raise click.ClickException(str(e)) from None
     store = open_store(db)
     options = {"me": me} if me else {}
     failed = 0
@@ -36,7 +64,7 @@ def ingest(paths, format_, me, scrub, quiet, db):
             from tqdm import tqdm
             bar = tqdm(desc=path.name[:30], unit=" msg", unit_scale=True, leave=False, file=sys.stderr)
         try:
-            res = store.ingest_path(path, format_, scrub=scrub, progress=bar.update if bar else None, **options)
+            res = store.ingest_path(path, format_, scrub=scrubber, progress=bar.update if bar else None, **options)
         except LikemeError as e:
             failed += 1
             click.echo(f"Error: {e}", err=True)
@@ -48,12 +76,17 @@ def ingest(paths, format_, me, scrub, quiet, db):
         finally:
             if bar is not None:
                 bar.close()
-        if res.already_ingested:
+        if res.already_ingested and res.scrub and (scrubber.kinds or res.rescrubbed):
+            click.echo(f"{path}: already ingested ({res.format}); scrubbed now: {res.scrub.replace(',', ', ')}; "
+                       f"{res.rescrubbed} of its {res.skipped} stored messages changed" if res.rescrubbed or res.skipped
+                       else f"{path}: already ingested ({res.format}), scrubbed: {res.scrub.replace(',', ', ')}")
+        elif res.already_ingested:
             click.echo(f"{path}: already ingested ({res.format}), nothing to add")
         else:
             convs = len(res.conversations)
             click.echo(f"{path}: {res.added} new messages ({res.skipped} already stored) "
-                       f"from {res.format}, {convs} conversation{'s' * (convs != 1)}")
+                       f"from {res.format}, {convs} conversation{'s' * (convs != 1)}"
+                       + (f"; scrubbed: {res.scrub.replace(',', ', ')}" if res.scrub else ""))
     if failed:
         sys.exit(1)
 
@@ -62,7 +95,8 @@ def ingest(paths, format_, me, scrub, quiet, db):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
 def people(as_json, db):
-    """Who is in the store: message counts, conversations, first and last date."""
+    """Who is in the store: message counts, conversations, first and last date, what was scrubbed from
+    their messages (from every export of theirs; `+x in some`: from some only)."""
     rows = open_store(db).people()
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in rows], ensure_ascii=False, indent=2))
@@ -71,9 +105,12 @@ def people(as_json, db):
         click.echo("No messages yet: run `likeme ingest EXPORT` first.")
         return
     width = min(max(len(r.author) for r in rows), 40)
-    click.echo(f"{'author':<{width}}  {'messages':>8}  {'convs':>5}  first       last")
+    click.echo(f"{'author':<{width}}  {'messages':>8}  {'convs':>5}  first       last        scrubbed")
     for r in rows:
-        click.echo(f"{r.author[:width]:<{width}}  {r.messages:>8}  {r.conversations:>5}  {r.first[:10]}  {r.last[:10]}")
+        scrubbed = (r.scrubbed or "-").replace(",", "+") + (f" (+{r.partly_scrubbed.replace(',', '+')} in some)"
+                                                            if r.partly_scrubbed else "")
+        click.echo(f"{r.author[:width]:<{width}}  {r.messages:>8}  {r.conversations:>5}  {r.first[:10]}  {r.last[:10]}"
+                   f"  {scrubbed}")
 
 
 @click.command()
@@ -137,9 +174,11 @@ def runs_cmd(as_json):
         card, status = runs.provenance(p), runs.read_meta(p).get("status")
         data = card.get("data") or {}
         if data.get("sources"):
-            scrubbed = {s.get("scrubbed") for s in data["sources"]}
-            what = (f"{len(data['sources'])} export(s)"
-                    + {frozenset({True}): ", scrubbed", frozenset({False}): ", not scrubbed"}.get(frozenset(scrubbed), ""))
+            kinds = {",".join(s["scrub"]) if s.get("scrub") is not None else s.get("scrubbed") for s in data["sources"]}
+            one = kinds.pop() if len(kinds) == 1 else None
+            what = f"{len(data['sources'])} export(s)" + (
+                ", scrubbed" if one is True else ", not scrubbed" if one in (False, "") else
+                f", scrubbed: {one.replace(',', '+')}" if isinstance(one, str) else "")
         else:
             files = data.get("files") or ([data] if data.get("file") else [])
             what = ", ".join(Path(f["file"]).name for f in files) or "-"

@@ -1,7 +1,8 @@
 """The message store: SQLite (stdlib) at `$LIKEME_HOME/likeme.db` (default `~/.likeme/likeme.db`).
 
-Nothing else in likeme touches SQL. The schema only ever grows through the migrations below, each a
-named function applied once and recorded in `_migrations` (simonw/llm's `migrations.py`).
+Nothing else in likeme touches SQL (but `migrations.py`). The schema only ever grows through the
+migrations there, each a named function applied once and recorded in `_migrations` (simonw/llm's
+`migrations.py`).
 
     >>> from likeme.data.store import Store
     >>> store = Store()                       # or Store("chats.db")
@@ -21,6 +22,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from likeme.data.files import file_data, sha256_of  # noqa: F401 (file_data: read from here by the recipes)
+from likeme.data.migrations import MIGRATIONS
+
 from likeme.errors import LikemeError
 from likeme.paths import home
 
@@ -32,67 +36,6 @@ def default_db_path() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Migrations: append new ones at the end, never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
-
-
-def migration(fn):
-    MIGRATIONS.append(fn)
-    return fn
-
-
-def _script(db: sqlite3.Connection, sql: str) -> None:
-    """Run `;`-separated statements inside the caller's transaction (`executescript` would commit)."""
-    for stmt in sql.split(";"):
-        if stmt.strip():
-            db.execute(stmt)
-
-
-@migration
-def m001_initial(db: sqlite3.Connection) -> None:
-    _script(db, """
-        CREATE TABLE sources (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL,
-            sha256 TEXT NOT NULL UNIQUE,
-            format TEXT NOT NULL,
-            ingested_at TEXT NOT NULL,
-            messages_added INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY,
-            platform TEXT NOT NULL,
-            name TEXT NOT NULL,
-            UNIQUE (platform, name)
-        );
-        CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
-            source_id INTEGER REFERENCES sources(id),
-            author TEXT NOT NULL,
-            sent_at TEXT NOT NULL,          -- ISO 8601, with its UTC offset when the export had one
-            ts REAL NOT NULL,               -- seconds since the epoch, for ordering (naive times read as UTC)
-            text TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('text', 'media', 'system')),
-            reply_to TEXT,
-            source_msg_id TEXT,
-            dedup_key TEXT NOT NULL,        -- what makes a message the same one in a later export
-            UNIQUE (conversation_id, dedup_key)
-        );
-        CREATE INDEX messages_conv_ts ON messages (conversation_id, ts);
-        CREATE INDEX messages_author ON messages (author);
-        -- People taken out with `likeme forget`: later ingests skip them too.
-        CREATE TABLE forgotten (author TEXT PRIMARY KEY, forgotten_at TEXT NOT NULL);
-    """)
-
-
-@migration
-def m002_sources_scrubbed(db: sqlite3.Connection) -> None:
-    """Whether each export was ingested with --scrub (NULL: ingested before this was recorded)."""
-    db.execute("ALTER TABLE sources ADD COLUMN scrubbed INTEGER")
-
-
-# ---------------------------------------------------------------------------------------------
 @dataclass
 class IngestResult:
     path: str
@@ -101,6 +44,8 @@ class IngestResult:
     skipped: int = 0               # already in the store (re-ingest or an overlapping export)
     already_ingested: bool = False  # the very same file (by sha256) was ingested before
     conversations: set = field(default_factory=set)
+    scrub: str = ""                # what was scrubbed from this export, all ingests of it together (scrub.record)
+    rescrubbed: int = 0            # the same file again, scrubbed more: stored messages whose text was replaced
 
 
 @dataclass
@@ -110,6 +55,8 @@ class Person:
     conversations: int
     first: str
     last: str
+    scrubbed: str = ""        # scrubbed from every export their messages come from: "patterns,names"
+    partly_scrubbed: str = ""  # scrubbed from some of those exports only
 
 
 @dataclass
@@ -127,20 +74,6 @@ class StoredMessage:
 
 def _ts(dt: datetime) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (names and contents, in sorted order)."""
-    h = hashlib.sha256()
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for p in files:
-        if p != path:
-            h.update(p.relative_to(path).as_posix().encode() + b"\0")
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 class Store:
@@ -181,53 +114,68 @@ class Store:
         return _Transaction(self.db)
 
     # -- writing ------------------------------------------------------------------------------
-    def ingest_path(self, path, format: str | None = None, *, scrub: bool = False,
+    def ingest_path(self, path, format: str | None = None, *, scrub=None, blocklist: Iterable[str] = (),
                     progress: Callable[[int], None] | None = None, **options) -> IngestResult:
         """Parse an export and add its new messages, all in one transaction.
 
         The same file twice adds nothing (recognised by sha256); a later export that overlaps an
-        earlier one adds only the messages that are new. `scrub` replaces e-mail addresses, phone
-        numbers, URLs and card/IBAN numbers with placeholders before anything is stored."""
+        earlier one adds only the messages that are new. `scrub` (see `add_messages`) takes personal
+        data out before anything is stored; the same file again with more to scrub replaces the stored
+        text of its messages with the text scrubbed more (`result.rescrubbed`), adding none."""
         from likeme.data import ingest
+        from likeme.data.scrub import kinds_of, scrubber_for
 
+        scrubber = scrubber_for(scrub, blocklist)
         path = Path(path)
         digest = sha256_of(path) if path.exists() else None
         if digest:
-            row = self.db.execute("SELECT format FROM sources WHERE sha256 = ?", (digest,)).fetchone()
+            row = self.db.execute("SELECT id, format, scrub FROM sources WHERE sha256 = ?", (digest,)).fetchone()
             if row:
-                return IngestResult(str(path), row[0], already_ingested=True)
+                # a blocklist may hold other words than last time: it is applied again whenever given
+                if not scrubber.kinds - kinds_of(row[2]) - {"blocklist"} and not scrubber.blocked:
+                    return IngestResult(str(path), row[1], already_ingested=True, scrub=row[2] or "")
+                messages = ingest.parse(path, format=format, **options)
+                return self._rescrub(messages, row[0], row[1], kinds_of(row[2]), scrubber, path)
         messages = ingest.parse(path, format=format, **options)
-        return self.add_messages(messages, path=path, sha256=digest, format=format, scrub=scrub, progress=progress)
+        return self.add_messages(messages, path=path, sha256=digest, format=format, scrub=scrubber, progress=progress)
 
     def add_messages(self, messages: Iterable, *, path="<memory>", sha256: str | None = None,
-                     format: str | None = None, scrub: bool = False,
+                     format: str | None = None, scrub=None, blocklist: Iterable[str] = (),
                      progress: Callable[[int], None] | None = None) -> IngestResult:
         """Store `Message`s (one transaction). Dedup key: the export's message id where it has one,
         else (time, author, text, n-th repeat of that triple): WhatsApp has no ids, and "ok" twice in
-        the same minute is two messages. `format` defaults to the platforms of the messages."""
-        if scrub:
-            from likeme.data.scrub import scrub as scrub_text
-        else:
-            scrub_text = None
+        the same minute is two messages. `format` defaults to the platforms of the messages.
+
+        `scrub`: True or "patterns" (e-mails, phone, card and IBAN numbers, URLs), "names" (people other
+        than the export's authors, places), "all", a set of scrub.KINDS or a `scrub.Scrubber`; with
+        `blocklist`, those words and phrases too. The raw text is never stored; the dedup key is made from
+        it, so a message is the same one however it was scrubbed."""
+        from likeme.data.scrub import scrubber_for
+
+        scrubber = scrubber_for(scrub, blocklist)
         result = IngestResult(str(path), format or "")
         try:
-            return self._add(messages, result, path, sha256, scrub_text, progress)
+            return self._add(messages, result, path, sha256, scrubber, progress)
         except sqlite3.Error as e:
             what = "free some disk space and" if "full" in str(e) else "check the store and"
             raise LikemeError(f"{self.path}: {e}; nothing from {path} was stored; {what} run again") from None
 
-    def _add(self, messages, result, path, sha256, scrub_text, progress) -> IngestResult:
+    def _add(self, messages, result, path, sha256, scrubber, progress) -> IngestResult:
+        from likeme.data.scrub import record, scrubbed
+
         forgotten = {r[0] for r in self.db.execute("SELECT author FROM forgotten")}
         conv_ids: dict[tuple[str, str], int] = {}
         repeats: dict[tuple, int] = {}
+        result.scrub = record(scrubber.kinds)
         with self._transaction():
             cur = self.db.execute(
-                "INSERT INTO sources (path, sha256, format, ingested_at, scrubbed) VALUES (?, ?, ?, ?, ?)",
-                (str(path), sha256 or f"unhashed:{uuid.uuid4().hex}", result.format, _now(), int(scrub_text is not None)))
+                "INSERT INTO sources (path, sha256, format, ingested_at, scrubbed, scrub) VALUES (?, ?, ?, ?, ?, ?)",
+                (str(path), sha256 or f"unhashed:{uuid.uuid4().hex}", result.format, _now(), int(bool(scrubber)),
+                 result.scrub))
             source_row = cur.lastrowid
             batch = []
             n = 0
-            for m in messages:
+            for m, text in scrubbed(messages, scrubber):
                 n += 1
                 if progress and n % 1000 == 0:
                     progress(1000)
@@ -240,17 +188,9 @@ class Store:
                     cid = self.db.execute("SELECT id FROM conversations WHERE platform = ? AND name = ?", key).fetchone()[0]
                     conv_ids[key] = cid
                     result.conversations.add(m.conversation)
-                text = scrub_text(m.text) if scrub_text else m.text
                 sent = m.sent_at.isoformat()
-                if m.source_id is not None:
-                    dedup = f"id:{m.source_id}"
-                else:
-                    triple = (cid, sent, m.author, m.text)
-                    k = repeats.get(triple, 0)
-                    repeats[triple] = k + 1
-                    dedup = hashlib.blake2b(f"{sent}\0{m.author}\0{m.text}\0{k}".encode(), digest_size=16).hexdigest()
                 batch.append((cid, source_row, m.author, sent, _ts(m.sent_at), text, m.kind, m.reply_to,
-                              m.source_id, dedup))
+                              m.source_id, _dedup(m, cid, repeats)))
                 if len(batch) >= 5000:
                     result.added += self._insert(batch)
                     batch.clear()
@@ -263,6 +203,35 @@ class Store:
             self.db.execute("UPDATE sources SET messages_added = ?, format = ? WHERE id = ?",
                             (result.added, result.format, source_row))
         return result
+
+    def _rescrub(self, messages, source_id: int, format: str, done: frozenset, scrubber, path) -> IngestResult:
+        """Scrub the stored text of an export's messages with what `scrubber` adds to `done`, in one
+        transaction. Messages are found by their dedup key, so those an overlapping export stored count too."""
+        from likeme.data.scrub import Scrubber, record
+
+        messages = list(messages)
+        more = Scrubber((scrubber.kinds - done) | ({"blocklist"} if scrubber.blocked else set()), scrubber.words)
+        convs = {(p, n): i for i, p, n in self.db.execute("SELECT id, platform, name FROM conversations")}
+        repeats: dict[tuple, int] = {}
+        rows = []
+        for m in messages:
+            cid = convs.get((m.platform, m.conversation))
+            row = cid and self.db.execute("SELECT id, text FROM messages WHERE conversation_id = ? AND dedup_key = ?",
+                                          (cid, _dedup(m, cid, repeats))).fetchone()
+            if row:
+                rows.append(row)
+        more.learn(t for _, t in rows)
+        texts = more.texts([t for _, t in rows], {m.author for m in messages if m.author})
+        changed = [(new, i) for (i, old), new in zip(rows, texts) if new != old]
+        kinds = record(done | scrubber.kinds)
+        try:
+            with self._transaction():
+                self.db.executemany("UPDATE messages SET text = ? WHERE id = ?", changed)
+                self.db.execute("UPDATE sources SET scrub = ?, scrubbed = 1 WHERE id = ?", (kinds, source_id))
+        except sqlite3.Error as e:
+            raise LikemeError(f"{self.path}: {e}; nothing from {path} was changed; check the store and run again") from None
+        return IngestResult(str(path), format, skipped=len(rows), already_ingested=True, scrub=kinds,
+                            rescrubbed=len(changed))
 
     def _insert(self, rows: list[tuple]) -> int:
         before = self.db.total_changes
@@ -288,11 +257,18 @@ class Store:
             SELECT author, COUNT(*), COUNT(DISTINCT conversation_id), MIN(ts), MAX(ts)
             FROM messages WHERE kind != 'system' AND author != ''
             GROUP BY author ORDER BY COUNT(*) DESC, author""").fetchall()
+        from likeme.data.scrub import kinds_of, record
+
+        scrubs: dict[str, list[frozenset]] = {}  # per author, what was scrubbed from each export of theirs
+        for author, scrub in self.db.execute("""SELECT DISTINCT m.author, s.scrub FROM messages m
+                LEFT JOIN sources s ON s.id = m.source_id WHERE m.kind != 'system' AND m.author != ''"""):
+            scrubs.setdefault(author, []).append(kinds_of(scrub))
         out = []
         for author, n, convs, lo, hi in rows:
             first = self.db.execute("SELECT sent_at FROM messages WHERE author = ? AND kind != 'system' AND ts = ? LIMIT 1", (author, lo)).fetchone()[0]
             last = self.db.execute("SELECT sent_at FROM messages WHERE author = ? AND kind != 'system' AND ts = ? LIMIT 1", (author, hi)).fetchone()[0]
-            out.append(Person(author, n, convs, first, last))
+            every, some = frozenset.intersection(*scrubs[author]), frozenset.union(*scrubs[author])
+            out.append(Person(author, n, convs, first, last, record(every), record(some - every)))
         return out
 
     def conversations(self) -> list[dict]:
@@ -371,25 +347,26 @@ class Store:
 
     def provenance_card(self, author: str | None = None) -> dict:
         """`provenance` and more, for a run's provenance.json: per source its platforms, date range and
-        whether it was scrubbed; the people forgotten (likeme forget) before the run, when.
+        what was scrubbed from it; the people forgotten (likeme forget) before the run, when.
 
         Example: {..., "sources": [{"name": "WhatsApp Chat with Sam.txt", "sha256": "3f2a...", "format":
                   "whatsapp", "platforms": ["whatsapp"], "first": "2023-01-02T10:00:00", "last": "2024-05-01T22:13:00",
-                  "messages": 2184, "scrubbed": true}], "forgotten": [{"author": "Bo", "at": "2024-06-01T..."}]}
+                  "messages": 2184, "scrubbed": true, "scrub": ["patterns", "names"]}], "forgotten": [{"author": "Bo", "at": "2024-06-01T..."}]}
         """
         where, args = "m.kind = 'text'", []
         if author is not None:
             where += " AND m.conversation_id IN (SELECT conversation_id FROM messages WHERE author = ?)"
             args.append(author)
         rows = self.db.execute(f"""
-            SELECT s.path, s.sha256, s.format, s.scrubbed, GROUP_CONCAT(DISTINCT c.platform), MIN(m.sent_at),
+            SELECT s.path, s.sha256, s.format, s.scrubbed, s.scrub, GROUP_CONCAT(DISTINCT c.platform), MIN(m.sent_at),
                    MAX(m.sent_at), COUNT(*)
             FROM messages m JOIN sources s ON s.id = m.source_id JOIN conversations c ON c.id = m.conversation_id
             WHERE {where} GROUP BY s.id ORDER BY s.id""", args).fetchall()
         card = self.provenance(author)
         card["sources"] = [{"name": Path(p).name, "sha256": h, "format": f, "platforms": sorted(set((pl or "").split(","))),
-                            "first": first, "last": last, "messages": n, "scrubbed": None if sc is None else bool(sc)}
-                           for p, h, f, sc, pl, first, last, n in rows]
+                            "first": first, "last": last, "messages": n, "scrubbed": None if sc is None else bool(sc),
+                            "scrub": None if kinds is None else [k for k in kinds.split(",") if k]}
+                           for p, h, f, sc, kinds, pl, first, last, n in rows]
         card["forgotten"] = [{"author": a, "at": at} for a, at in
                              self.db.execute("SELECT author, forgotten_at FROM forgotten ORDER BY forgotten_at")]
         return card
@@ -398,11 +375,12 @@ class Store:
         return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
     def fingerprint(self) -> str:
-        """What the store holds, in one line that every ingest and `forget` changes (messages are never
-        edited in place): its sources' sha256s, the message count and the highest message id.
-        Example: "3f2a9c1e...,77b0d4e2...|8643|8650" """
+        """What the store holds, in one line that every ingest and `forget` changes (messages are edited in
+        place only by scrubbing an export more, which its source's scrub records): its sources' sha256s and
+        what was scrubbed from each, the message count and the highest message id.
+        Example: "3f2a9c1e...:patterns,77b0d4e2...:patterns,names|8643|8650" """
         n, top = self.db.execute("SELECT COUNT(*), MAX(id) FROM messages").fetchone()
-        sources = ",".join(s for (s,) in self.db.execute("SELECT sha256 FROM sources ORDER BY id"))
+        sources = ",".join(f"{s}:{k or ''}" for s, k in self.db.execute("SELECT sha256, scrub FROM sources ORDER BY id"))
         return f"{sources}|{n}|{top}"
 
 
@@ -419,11 +397,17 @@ class _Transaction:
         return False
 
 
+def _dedup(m, cid: int, repeats: dict) -> str:
+    """What makes a message the same one in a later export: its id in the export, else (time, author, raw
+    text, the n-th repeat of them in this export), counted in `repeats`."""
+    if m.source_id is not None:
+        return f"id:{m.source_id}"
+    sent = m.sent_at.isoformat()
+    triple = (cid, sent, m.author, m.text)
+    k = repeats.get(triple, 0)
+    repeats[triple] = k + 1
+    return hashlib.blake2b(f"{sent}\0{m.author}\0{m.text}\0{k}".encode(), digest_size=16).hexdigest()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def file_data(path: str | Path) -> dict:
-    """Provenance of a data file: {"file": "/abs/labels.csv", "sha256": "..."}"""
-    path = Path(path)
-    return {"file": str(path.resolve()), "sha256": sha256_of(path)}
