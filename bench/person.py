@@ -12,8 +12,10 @@ eval RUN --data TEST --as NAME --people ...` gives on the test turns:
 - NAME's own perplexity drop from the base, the others' drop, specificity (points; own minus others);
 - attribution accuracy of the three people's turns (the slot that makes a turn most likely), run and base;
 - the likelihood-ratio judge's AUC at telling NAME's single turns from others'.
-Voices: `default` (likeme train voice as it is), `everyone` (--learn-from everyone), and any given with
---variant LABEL="FLAGS". With --judges, an embedder of NAME and an author classifier are trained on the
+Voices: `default` (likeme train voice as it is), `everyone` (--learn-from everyone), any given with
+--variant LABEL="FLAGS", and with --contrast-steps K `everyone+orpo`: the everyone voice tuned K more steps
+with ORPO on pairs of NAME's real reply (chosen) against another person's in the same context (rejected;
+`likeme pairs --others --per-context 0`), its time counted as the everyone voice's plus its own. With --judges, an embedder of NAME and an author classifier are trained on the
 same store and their AUC on the same test turns printed beside. Prints one markdown table.
 """
 from __future__ import annotations
@@ -66,7 +68,10 @@ def main() -> None:
     ap.add_argument("--max-turns", type=int, default=200, help="test turns scored per person at most")
     ap.add_argument("--variant", action="append", default=[], metavar='LABEL="FLAGS"', help="another voice to train")
     ap.add_argument("--only", default=None, help="comma-separated labels to run")
+    ap.add_argument("--contrast-steps", type=int, default=0, help="ORPO steps on others' replies after `everyone`")
+    ap.add_argument("--contrast-flags", default="--loss orpo", help="flags of `likeme train prefer` for it")
     ap.add_argument("--judges", action="store_true", help="also an embedder and an author classifier's AUC")
+    ap.add_argument("--samples", type=int, default=20, help="with --judges: replies each voice writes to be judged")
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
     args = ap.parse_args()
 
@@ -77,6 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
+        args.root = root
         env = {**os.environ, "PYTHONPATH": str(SRC), "LIKEME_HOME": str(root / "home")}
         if args.richard3:
             train, test = richard3(Path(args.richard3).read_text("utf-8"), root)
@@ -85,6 +91,7 @@ def main() -> None:
         db = root / "store.db"
         if not db.exists():
             likeme("ingest", train, "--db", db, env=env)
+        judges = judge_aucs(db, test, args, env, root) if args.judges else {}
         rows = {}
         for label, flags in variants.items():
             out = root / f"run-{label}"
@@ -93,14 +100,20 @@ def main() -> None:
                 likeme("train", "voice", "--as", args.name, "--db", db, "--max-steps", args.steps, "--out", out,
                        *flags.split(), env=env)
             train_s = time.perf_counter() - t
-            r = json.loads(likeme("eval", out, "--data", test, "--as", args.name, "--people", args.people,
-                                  "--max-replies", args.max_turns, "--json", env=env))
-            m = json.loads((out / "metrics.json").read_text())
-            rows[label] = {**r, "train_s": train_s, "seconds": m["seconds"], "steps": m["steps"]}
-            print(label, json.dumps(rows[label]), file=sys.stderr, flush=True)
-        judges = {}
-        if args.judges:
-            judges = judge_aucs(db, test, args, env, root)
+            rows[label] = evaluate(out, test, args, env, train_s)
+        if args.contrast_steps and "everyone" in rows:
+            src, out = root / "run-everyone", root / "run-everyone+orpo"
+            t = time.perf_counter()
+            if not (out / "metrics.json").exists():
+                pairs = root / "pairs-others.jsonl"
+                pairs.unlink(missing_ok=True)
+                likeme("pairs", "--from", src, "--as", args.name, "--db", db, "--others", "--per-context", 0,
+                       "--max-contexts", 0, "--out", pairs, env=env)
+                likeme("train", "prefer", "--from", src, "--pairs", pairs, "--max-steps", args.contrast_steps,
+                       "--out", out, *args.contrast_flags.split(), env=env)
+            row = evaluate(out, test, args, env, time.perf_counter() - t)
+            row["seconds"] += rows["everyone"]["seconds"]
+            rows["everyone+orpo"] = row
 
     people = args.people.split(",")
     print(f"\n{args.name}'s voice, {args.steps} steps each; test: {Path(test).name}\n")
@@ -118,10 +131,28 @@ def main() -> None:
               ("likelihood-ratio judge AUC (gain in NAME's slot)", lambda r: f"{r['judge_auc']:.3f}"),
               ("likelihood-ratio judge AUC (gain beside the others' slots)",
                lambda r: f"{r['attribution']['judge_auc']:.3f}")]
+    if all("judge_score" in r for r in rows.values()):
+        lines += [("embedder of NAME's score of the replies it writes (base model's)",
+                   lambda r: f"{r['judge_score']:.4f} ({r['judge_score_base']:.4f})")]
     for what, fmt in lines:
         print(f"| {what} | " + " | ".join(fmt(r) for r in rows.values()) + " |")
     for k, v in judges.items():
         print(f"\n{k}: AUC {v:.3f} on the same test turns")
+    if rows and "judge_score_real" in base:
+        print(f"\nthe embedder's score of {args.name}'s real replies: {base['judge_score_real']:.4f}")
+
+
+def evaluate(run: Path, test: Path, args, env: dict, train_s: float) -> dict:
+    r = json.loads(likeme("eval", run, "--data", test, "--as", args.name, "--people", args.people,
+                          "--max-replies", args.max_turns, "--json", env=env))
+    m = json.loads((run / "metrics.json").read_text())
+    row = {**r, "train_s": train_s, "seconds": m.get("seconds", train_s), "steps": m.get("steps")}
+    if args.judges and args.samples:  # an independent judge (the embedder of NAME) scores replies each voice writes
+        j = json.loads(likeme("eval", run, "--data", test, "--as", args.name, "--judge", args.root / "judge-embedder",
+                              "--samples", args.samples, "--max-replies", args.max_turns, "--json", env=env))
+        row.update({k: j[k] for k in ("judge_score", "judge_score_base", "judge_score_real") if k in j})
+    print(run.name, json.dumps(row), file=sys.stderr, flush=True)
+    return row
 
 
 def judge_aucs(db: Path, test: Path, args, env: dict, root: Path) -> dict:

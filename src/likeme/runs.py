@@ -86,6 +86,17 @@ def base_of(run: str | Path, meta: dict | None = None) -> str | None:
     return str(local) if local.exists() else str(base)
 
 
+def root_base(run: str | Path) -> str | None:
+    """The model a chain of runs started from: a preference run's base is a voice run, whose base is the
+    model. Example: runs/ana-orpo (base runs/ana) -> runs/ana (base smollm2-135m) -> "smollm2-135m"."""
+    base = base_of(run)
+    for _ in range(16):  # a chain of runs, each tuned from the one before
+        if base is None or not (Path(base) / "run.yaml").is_file():
+            return base
+        base, run = base_of(base), base
+    return base
+
+
 def used_as(meta: dict) -> str | None:
     """The recipe whose runs this one is used like: its own for voice, prefer, classifier, embedder and reward
     runs; for the others (pretrain, instruct, a distilled student) what their task says.

@@ -48,7 +48,7 @@ def runs(_tiny_models, tmp_path_factory):
                                           max_steps=4, batch_size=8, eval_every=4, out=str(tmp / "ana-embedder")),
                               progress=False)
     clf = train_classifier(ClassifyConfig(label_by="author", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp / "c")),
-                                          batch_size=4, grad_accum=1, max_steps=2, min_messages=1, out=str(tmp / "authors")),
+                                          batch_size=4, max_steps=2, min_messages=1, out=str(tmp / "authors")),
                            progress=False)
     return {"voice": voice, "embedder": embedder, "classifier": clf}
 

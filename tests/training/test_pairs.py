@@ -47,6 +47,15 @@ def test_pairs_come_from_training_sessions_only(runs):
     assert len(others) == 20  # --others: one pair per training reply, against someone else's message of its session
 
 
+def test_others_alone_write_nothing(runs):
+    """--others --per-context 0: each real reply against someone else's real message, no generation."""
+    made = list(pairs.from_run(runs["voice"], per_context=0, max_contexts=None, others=True, seed=0))
+    assert len(made) == 20 and all(p["rejected"][0]["content"] in ("yo", "pic") or
+                                   p["rejected"][0]["content"].startswith("hi ") for p in made)
+    with pytest.raises(LikemeError, match="add --others"):
+        list(pairs.from_run(runs["voice"], per_context=0, others=False))
+
+
 def test_other_peoples_replies_never_come_from_a_held_out_session(runs, tmp_path):
     """--others: someone else's message of the same session as the rejected reply. On a store where every
     message but Ana's names its session ("hi 3", "yo 3", "pic 3"), no pair holds a word of the sessions the

@@ -78,7 +78,7 @@ def test_plan_against_a_measured_run(tmp_path, tiny_lm):
     assert out.returncode == 0, out.stderr
     p = json.loads(out.stdout)
     e = p["estimate"]
-    assert p["examples"] == 20 and e["method"] == "lora" and e["batch"] == 8 and e["fits"]
+    assert p["examples"] == 20 and e["method"] == "lora" and e["batch"] == 2 and p["accum"] == 4 and e["fits"]
     text = likeme_cli("plan", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm).stdout
     assert "fits" in text and "likeme train voice --as Ana" in text
     run = likeme(tmp_path, "train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm, "--max-steps",

@@ -22,7 +22,7 @@ def runs(tmp_path, tiny_lm, tiny_st):
         store.ingest_path(whatsapp_chat(tmp_path / "WhatsApp Chat with Pizza Club.txt", 30, datetime(2024, 1, 1, 18)))
     voice = train_voice(VoiceConfig(name="Ana", db=str(db), base=str(tiny_lm), max_steps=2, batch_size=4, grad_accum=1, eval_every=2,
                                     out=str(tmp_path / "voice")), progress=False)
-    emb = train_embedder(EmbedConfig(name="Ana", db=str(db), base=str(tiny_st), max_steps=20, batch_size=16, grad_accum=1, lr=1e-3,
+    emb = train_embedder(EmbedConfig(name="Ana", db=str(db), base=str(tiny_st), max_steps=20, batch_size=16, lr=1e-3,
                                      eval_every=20, out=str(tmp_path / "emb")), progress=False)
     clf = train_classifier(ClassifyConfig(label_by="author", db=str(db), base=str(tiny_lm), max_steps=4, lr=1e-2,
                                           out=str(tmp_path / "clf")), progress=False)
@@ -57,8 +57,9 @@ def test_judges_of_each_kind(runs):
         load_judge(runs["embedder"], "Sam")
     with pytest.raises(LikemeError, match="has no label 'Zoe'"):
         load_judge(runs["classifier"], "Zoe")
-    with pytest.raises(LikemeError, match="a voice run: a judge is an embedder"):
-        load_judge(runs["voice"], "Ana")
+    assert load_judge(runs["voice"], "Ana").kind == "likelihood"  # a voice judges by likelihood ratio
+    with pytest.raises(LikemeError, match="did not learn 'Zoe'"):
+        load_judge(runs["voice"], "Zoe")
 
 
 def test_eval_with_a_judge(runs):

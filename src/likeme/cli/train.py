@@ -119,7 +119,8 @@ for _name, (_config, _train, _summary) in RECIPES.items():
 @click.option("--as", "name", default=None, metavar="NAME", help="Whose replies are chosen (the run's NAME; checked).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="JSONL file to add the pairs to (default: $LIKEME_HOME/pairs/NAME.jsonl).")
-@click.option("--per-context", type=int, default=1, show_default=True, help="Written replies per context.")
+@click.option("--per-context", type=int, default=1, show_default=True,
+              help="Written replies per context (0 with --others: only other people's real messages, nothing generated).")
 @click.option("--max-contexts", type=int, default=200, show_default=True,
               help="NAME's training replies used at most, spread evenly (0: all; each costs a generation).")
 @click.option("--others", is_flag=True, help="Also pair each real reply against someone else's message in its session.")
@@ -138,7 +139,8 @@ def pairs(run, name, out, per_context, max_contexts, others, judge, seed, max_ne
 
     \b
     likeme pairs --from runs/ana-voice                                   # real reply vs written
-    likeme pairs --from runs/ana-voice --judge runs/ana-embedder --per-context 4   # best vs worst of 4"""
+    likeme pairs --from runs/ana-voice --judge runs/ana-embedder --per-context 4   # best vs worst of 4
+    likeme pairs --from runs/ana-voice --others --per-context 0          # Ana's reply vs someone else's"""
     from likeme.models import resolve
     from likeme.runs import read_meta
     from likeme.training import pairs as pairs_

@@ -86,6 +86,8 @@ def from_run(run, *, db=None, per_context: int = 1, max_contexts: int | None = 2
 
     from likeme.prompts import chat_messages
 
+    if per_context < 1 and not others:
+        raise LikemeError("--per-context 0 writes nothing: add --others (pairs of NAME's reply against someone else's)")
     if judge is not None and per_context < 2:
         raise LikemeError("pairs ranked by a judge need at least two written replies per context: --per-context 4")
     voice, found = training_replies(run, db=db, max_contexts=max_contexts, sampling=sampling)
@@ -94,7 +96,7 @@ def from_run(run, *, db=None, per_context: int = 1, max_contexts: int | None = 2
     rng = random.Random(seed)
     for i, r in enumerate(found):
         prompt = chat_messages(r.context, voice.name, r.prefix_names)
-        written = voice.reply(r.context, seed=seed + i, num_return_sequences=per_context)
+        written = voice.reply(r.context, seed=seed + i, num_return_sequences=per_context) if per_context > 0 else []
         written = [str(t) for t in (written if isinstance(written, list) else [written]) if str(t).strip()]
         if judge is not None:
             ranked = ranked_pair(written, judge.score(written, [r.context] * len(written)))

@@ -32,7 +32,12 @@ from likeme.errors import LikemeError
 
 GiB = 1024 ** 3
 EFFICIENCY = {"cpu": 0.45, "cuda": 0.35}  # measured step FLOP/s over the timed matmul's (BENCHMARKS.md "Planning")
-ACTIVATION_FLOATS = 12  # x hidden size, per token per layer: saved for the backward pass (fitted, BENCHMARKS.md)
+# x hidden size, per token per layer, saved for the backward pass of a LoRA-trained Llama block: the MLP's
+# gate, up, act(gate) and their product (4 x intermediate = 10.7 x hidden for SmolLM2), q, k, v, the attention
+# output and the o projection's (about 4.5), two norms' outputs (2), and the dropped-out input that each of the
+# 7 LoRA layers keeps (6 x hidden + intermediate = 8.7): about 28 (was 12, fitted to padded runs before the
+# LM head ran on labelled positions only: their logits hid the difference)
+ACTIVATION_FLOATS = 28
 LOGIT_COPIES = 3        # logits, their float32 copy in the loss, their gradient
 STEP_OVERHEAD_S = 0.1   # a step's fixed cost on a CPU (the Trainer's loop, collation, logging): the tiny model's step
 
@@ -212,8 +217,10 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
     evaluation = eval_examples / batch * shape.forward_flops(int(batch * eval_pad), int(eval_pad)) / rate
     total = steps * step + (steps // max(1, eval_every)) * evaluation
     width = 2 if precision in ("bf16", "fp16") and machine.device == "cuda" else 4
-    if baseline_bytes is None:
+    if baseline_bytes is None:  # this process, with the libraries a training process holds (about 0.23 GiB)
+        import peft  # noqa: F401
         import psutil
+        import transformers.trainer  # noqa: F401
 
         baseline_bytes = psutil.Process().memory_info().rss if machine.device == "cpu" else 0
     parts = {

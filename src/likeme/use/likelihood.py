@@ -77,9 +77,9 @@ def perplexity(model, examples: list[dict], pad_id: int, batch_size: int = 8) ->
 
 
 class RunAndBase:
-    """A voice run and its base model, for scoring the same examples under both: `losses(examples, base=)`.
-    A LoRA run is loaded once, unmerged, and its base is the same model with the adapter off; a run of
-    full weights loads its base beside it."""
+    """A voice run and the model it started from, for scoring the same examples under both: `losses(examples,
+    base=)`. A LoRA run on a model is loaded once, unmerged, and its base is the same model with the adapter
+    off; a run of full weights, or one tuned from another run (a preference run), loads the model beside it."""
 
     def __init__(self, run, *, batch_size: int = 8):
         from likeme import models, runs
@@ -88,11 +88,11 @@ class RunAndBase:
         self.model, self.tokenizer = models.load_causal_lm(run, merge=False)
         self.batch_size = batch_size
         self.base = None
-        if not hasattr(self.model, "disable_adapter"):
-            base = runs.base_of(run, self.meta)
-            if base is None:
+        root = runs.root_base(models.resolve(run).path)
+        if not hasattr(self.model, "disable_adapter") or root != runs.base_of(models.resolve(run).path, self.meta):
+            if root is None:  # full weights, or an adapter on another run (a preference run on a voice)
                 raise LikemeError(f"{run}: no base model recorded to compare with (run.yaml base)")
-            self.base = models.load_causal_lm(base)[0]
+            self.base = models.load_causal_lm(root)[0]
 
     def losses(self, examples: list[dict], *, base: bool = False) -> list[tuple[float, int]]:
         model = self.base if base and self.base is not None else self.model
