@@ -128,7 +128,7 @@ def main() -> None:
               if p in base["by_person"]]
     lines += [("attribution accuracy (chance 33%)", lambda r: f"{100 * r['attribution']['accuracy']:.1f}%"),
               ("  the base model's (control)", lambda r: f"{100 * r['attribution']['base_accuracy']:.1f}%"),
-              ("likelihood-ratio judge AUC (gain in NAME's slot)", lambda r: f"{r['judge_auc']:.3f}"),
+              ("likelihood-ratio judge AUC (gain in NAME's slot)", lambda r: f"{r['likelihood_auc']:.3f}"),
               ("likelihood-ratio judge AUC (gain beside the others' slots)",
                lambda r: f"{r['attribution']['judge_auc']:.3f}")]
     if all("judge_score" in r for r in rows.values()):
@@ -143,14 +143,13 @@ def main() -> None:
 
 
 def evaluate(run: Path, test: Path, args, env: dict, train_s: float) -> dict:
+    """`likeme eval --people` on the test turns; with --judges also replies written by the voice and judged by
+    the embedder of NAME (an independent judge: it never saw the voice)."""
+    judged = ["--judge", args.root / "judge-embedder", "--samples", args.samples] if args.judges and args.samples else []
     r = json.loads(likeme("eval", run, "--data", test, "--as", args.name, "--people", args.people,
-                          "--max-replies", args.max_turns, "--json", env=env))
+                          "--max-replies", args.max_turns, *judged, "--json", env=env))
     m = json.loads((run / "metrics.json").read_text())
     row = {**r, "train_s": train_s, "seconds": m.get("seconds", train_s), "steps": m.get("steps")}
-    if args.judges and args.samples:  # an independent judge (the embedder of NAME) scores replies each voice writes
-        j = json.loads(likeme("eval", run, "--data", test, "--as", args.name, "--judge", args.root / "judge-embedder",
-                              "--samples", args.samples, "--max-replies", args.max_turns, "--json", env=env))
-        row.update({k: j[k] for k in ("judge_score", "judge_score_base", "judge_score_real") if k in j})
     print(run.name, json.dumps(row), file=sys.stderr, flush=True)
     return row
 

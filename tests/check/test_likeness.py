@@ -61,7 +61,7 @@ def test_specificity_against_hand_computed_values(tiny_voice_run, held):
     assert got["own_drop"] == pytest.approx(own, abs=1e-4)
     assert got["others_drop"] == pytest.approx(others, abs=1e-4)
     assert got["specificity"] == pytest.approx(100 * (own - others), abs=0.02)
-    assert 0 <= got["judge_auc"] <= 1
+    assert 0 <= got["likelihood_auc"] <= 1
 
 
 def test_attribution_against_hand_computed_values(tiny_voice_run, held):

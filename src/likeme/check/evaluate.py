@@ -365,7 +365,7 @@ def summary(recipe: str, r: dict, name: str | None = None) -> str:
     if "specificity" in r:
         line += (f"\nspecificity {r['specificity']:+.1f} points: every turn scored as {name}'s, perplexity "
                  + ", ".join(f"{p} {100 * f['drop']:.0f}% lower ({f['turns']})" for p, f in r["by_person"].items())
-                 + f"; the likelihood-ratio judge tells {name}'s turns from others' with AUC {_fmt(r['judge_auc'])}")
+                 + f"; the likelihood-ratio judge tells {name}'s turns from others' with AUC {_fmt(r['likelihood_auc'])}")
     if "attribution" in r:
         a = r["attribution"]
         line += (f"\nattribution of {a['turns']} turns to {', '.join(a['people'])}: {_fmt(a['accuracy'])} right "

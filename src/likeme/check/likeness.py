@@ -4,7 +4,7 @@ likelihood-ratio judge's strength, on turns the voice never saw.
     >>> scorer = RunAndBase("runs/gloucester-voice")
     >>> found = slots.by_person(held_sessions)             # {person: their turns, with context}
     >>> specificity(scorer, found, "Gloucester")
-    {"specificity": 6.1, "own_drop": 0.31, "others_drop": 0.25, "by_person": {...}, "judge_auc": 0.71}
+    {"specificity": 6.1, "own_drop": 0.31, "others_drop": 0.25, "by_person": {...}, "likelihood_auc": 0.71}
     >>> attribution(scorer, found, ["Gloucester", "Buckingham", "Hastings"])
     {"accuracy": 0.64, "base_accuracy": 0.41, "judge_auc": 0.78, ...}
 
@@ -68,7 +68,7 @@ def specificity(scorer, found: dict, name: str, *, max_turns: int = MAX_TURNS, m
     own = per[name]["drop"]
     others = 1 - _ppl(others_run) / _ppl(others_base) if others_run else float("nan")
     return {"specificity": round(100 * (own - others), 2), "own_drop": own, "others_drop": round(others, 4),
-            "by_person": per, "judge_auc": round(auc(labels, gains), 4) if 0 < sum(labels) < len(labels) else None}
+            "by_person": per, "likelihood_auc": round(auc(labels, gains), 4) if 0 < sum(labels) < len(labels) else None}
 
 
 def attribution(scorer, found: dict, people: list[str], *, name: str | None = None, max_turns: int = MAX_TURNS,

@@ -114,7 +114,7 @@ def write_html(figures: dict, path: str | Path) -> Path:
                   f"<p>Every person's turns in these chats scored as if {_e(figures['as'])} had written them: the drop "
                   f"in perplexity from the base model, per person. <b>Specificity {like['specificity']:+.1f} points</b> "
                   f"({_e(figures['as'])}'s drop minus the others'); a voice of the medium lowers everyone's alike. The "
-                  f"likelihood-ratio judge tells {_e(figures['as'])}'s turns from others' with AUC {like['judge_auc']}.</p>",
+                  f"likelihood-ratio judge tells {_e(figures['as'])}'s turns from others' with AUC {like['likelihood_auc']}.</p>",
                   _img(_bars(drops, "Perplexity drop from the base, each person's turns in this slot",
                              "% lower than the base", highlight=figures["as"]))]
     if figures.get("judge"):
