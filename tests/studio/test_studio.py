@@ -196,7 +196,7 @@ def test_from_an_export_to_a_voice_in_the_browser(tiny_lm, tmp_path):
         page.fill("#run-detail .report-data", str(export))  # the report, made on demand by likeme report
         page.click("#run-detail .report")
         expect_text(page, "#runs-msg", "report of ana-voice: running")  # its progress while it is made
-        page.wait_for_selector("#run-detail a.open-report")
+        page.wait_for_selector("#run-detail a.open-report", timeout=300_000)  # a 2-core machine under load: minutes
         assert page.inner_text("#runs-msg").startswith("report of ana-voice: done")
         with page.expect_popup() as popup:
             page.click("#run-detail a.open-report")
