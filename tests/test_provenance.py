@@ -32,6 +32,6 @@ def test_card_runs_and_forget(tmp_path, tiny_lm):
     assert p.returncode == 0 and p.stdout.split()[:3] == ["ana-voice", "voice", "done"]
     assert "1 export(s), scrubbed: patterns; Ana 56, Sam 28" in p.stdout
     p = likeme_cli("forget", "--author", "Sam", "--yes", "--db", db)
-    assert p.returncode == 0 and f"1 run(s) were trained on Sam's messages" in p.stdout and str(run) in p.stdout
+    assert p.returncode == 0 and "1 run(s) were trained on Sam's messages" in p.stdout and str(run) in p.stdout
     p = likeme_cli("forget", "--author", "Zed", "--yes", "--db", db)
     assert "run(s) were trained" not in p.stdout

@@ -118,7 +118,6 @@ def convert_gguf(
       tokenizer_config.json, chat_template.jinja, likeme_source.json
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_file, target = Path(gguf_file), Path(target)
     if not gguf_file.is_file():

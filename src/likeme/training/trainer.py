@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from likeme.runs import Interrupted
