@@ -15,8 +15,9 @@ eval RUN --data TEST --as NAME --people ...` gives on the test turns:
 Voices: `default` (likeme train voice as it is), `everyone` (--learn-from everyone), any given with
 --variant LABEL="FLAGS", and with --contrast-steps K `everyone+orpo`: the everyone voice tuned K more steps
 with ORPO on pairs of NAME's real reply (chosen) against another person's in the same context (rejected;
-`likeme pairs --others --per-context 0`), its time counted as the everyone voice's plus its own. With --judges, an embedder of NAME and an author classifier are trained on the
-same store and their AUC on the same test turns printed beside. Prints one markdown table.
+`likeme pairs --others --per-context 0`), its time counted as the everyone voice's plus its own. With
+--judges, an embedder of NAME and an author classifier are trained on the same store and their AUC on the
+same test turns printed beside. Prints one markdown table.
 """
 from __future__ import annotations
 

@@ -92,8 +92,8 @@ def root_base(run: str | Path) -> str | None:
     base = base_of(run)
     for _ in range(16):  # a chain of runs, each tuned from the one before
         if base is None or not (Path(base) / "run.yaml").is_file():
-            return base
-        base, run = base_of(base), base
+            break
+        base = base_of(base)
     return base
 
 

@@ -35,8 +35,9 @@ EFFICIENCY = {"cpu": 0.45, "cuda": 0.35}  # measured step FLOP/s over the timed 
 # x hidden size, per token per layer, saved for the backward pass of a LoRA-trained Llama block: the MLP's
 # gate, up, act(gate) and their product (4 x intermediate = 10.7 x hidden for SmolLM2), q, k, v, the attention
 # output and the o projection's (about 4.5), two norms' outputs (2), and the dropped-out input that each of the
-# 7 LoRA layers keeps (6 x hidden + intermediate = 8.7): about 28 (was 12, fitted to padded runs before the
-# LM head ran on labelled positions only: their logits hid the difference)
+# 7 LoRA layers keeps (6 x hidden + intermediate = 8.7): about 26, rounded up to 28 for what is not itemised
+# (the rotated q and k). It was 12, fitted to padded runs before the LM head ran on labelled positions only:
+# their logits hid the difference.
 ACTIVATION_FLOATS = 28
 LOGIT_COPIES = 3        # logits, their float32 copy in the loss, their gradient
 STEP_OVERHEAD_S = 0.1   # a step's fixed cost on a CPU (the Trainer's loop, collation, logging): the tiny model's step
@@ -69,7 +70,8 @@ class Machine:
 
 def _matmul_flops(device: str) -> float:
     """FLOP/s of (1024 x 576) @ (576 x 1536), SmolLM2-135M's MLP on a batch of 1,024 tokens: the median of 5
-    (the best of them varied from 215 to 311 GFLOP/s between calls on one idle 2-core CPU)."""
+    after a warm-up. It still varies between calls (about 210 to 310 GFLOP/s on one idle 2-core CPU, the best
+    of 5 and the median alike), and the planned step with it."""
     import time
 
     import torch
@@ -217,12 +219,14 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
     evaluation = eval_examples / batch * shape.forward_flops(int(batch * eval_pad), int(eval_pad)) / rate
     total = steps * step + (steps // max(1, eval_every)) * evaluation
     width = 2 if precision in ("bf16", "fp16") and machine.device == "cuda" else 4
-    if baseline_bytes is None:  # this process, with the libraries a training process holds (about 0.23 GiB)
+    if baseline_bytes is None and machine.device != "cpu":
+        baseline_bytes = 0
+    elif baseline_bytes is None:  # this process, with the libraries a training process holds (about 0.23 GiB)
         import peft  # noqa: F401
         import psutil
         import transformers.trainer  # noqa: F401
 
-        baseline_bytes = psutil.Process().memory_info().rss if machine.device == "cpu" else 0
+        baseline_bytes = psutil.Process().memory_info().rss
     parts = {
         "runtime": baseline_bytes,
         "weights": shape.params() * 4,

@@ -88,8 +88,9 @@ class RunAndBase:
         self.model, self.tokenizer = models.load_causal_lm(run, merge=False)
         self.batch_size = batch_size
         self.base = None
-        root = runs.root_base(models.resolve(run).path)
-        if not hasattr(self.model, "disable_adapter") or root != runs.base_of(models.resolve(run).path, self.meta):
+        path = models.resolve(run).path
+        root = runs.root_base(path)
+        if not hasattr(self.model, "disable_adapter") or root != runs.base_of(path, self.meta):
             if root is None:  # full weights, or an adapter on another run (a preference run on a voice)
                 raise LikemeError(f"{run}: no base model recorded to compare with (run.yaml base)")
             self.base = models.load_causal_lm(root)[0]
