@@ -13,7 +13,8 @@ eval RUN --data TEST --as NAME --people ...` gives on the test turns:
 - attribution accuracy of the three people's turns (the slot that makes a turn most likely), run and base;
 - the likelihood-ratio judge's AUC at telling NAME's single turns from others'.
 Voices: `default` (likeme train voice as it is), `everyone` (--learn-from everyone), any given with
---variant LABEL="FLAGS", and with --contrast-steps K `everyone+orpo`: the everyone voice tuned K more steps
+--variant LABEL="FLAGS" (a LABEL "A+B" where A is a voice above is trained from A's run, `--base`, its
+time counted as A's plus its own), and with --contrast-steps K `everyone+orpo`: the everyone voice tuned K more steps
 with ORPO on pairs of NAME's real reply (chosen) against another person's in the same context (rejected;
 `likeme pairs --others --per-context 0`), its time counted as the everyone voice's plus its own. With
 --judges, an embedder of NAME and an author classifier are trained on the same store and their AUC on the
@@ -22,6 +23,7 @@ same test turns printed beside. Prints one markdown table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -96,12 +98,15 @@ def main() -> None:
         rows = {}
         for label, flags in variants.items():
             out = root / f"run-{label}"
+            first = label.split("+")[0] if "+" in label and label.split("+")[0] in rows else None
             t = time.perf_counter()
             if not (out / "metrics.json").exists():
                 likeme("train", "voice", "--as", args.name, "--db", db, "--max-steps", args.steps, "--out", out,
-                       *flags.split(), env=env)
+                       *(["--base", root / f"run-{first}"] if first else []), *flags.split(), env=env)
             train_s = time.perf_counter() - t
             rows[label] = evaluate(out, test, args, env, train_s)
+            if first:  # tuned from another row's run: its time counts too
+                rows[label]["seconds"] += rows[first]["seconds"]
         if args.contrast_steps and "everyone" in rows:
             src, out = root / "run-everyone", root / "run-everyone+orpo"
             t = time.perf_counter()
@@ -147,8 +152,12 @@ def evaluate(run: Path, test: Path, args, env: dict, train_s: float) -> dict:
     """`likeme eval --people` on the test turns; with --judges also replies written by the voice and judged by
     the embedder of NAME (an independent judge: it never saw the voice)."""
     judged = ["--judge", args.root / "judge-embedder", "--samples", args.samples] if args.judges and args.samples else []
-    r = json.loads(likeme("eval", run, "--data", test, "--as", args.name, "--people", args.people,
-                          "--max-replies", args.max_turns, *judged, "--json", env=env))
+    flags = ["eval", run, "--data", test, "--as", args.name, "--people", args.people, "--max-replies", args.max_turns,
+             *judged, "--json"]
+    kept = run / f"person-eval-{hashlib.sha256(repr(flags).encode()).hexdigest()[:12]}.json"  # a rerun reads it back
+    if not kept.exists():
+        kept.write_text(likeme(*flags, env=env))
+    r = json.loads(kept.read_text())
     m = json.loads((run / "metrics.json").read_text())
     row = {**r, "train_s": train_s, "seconds": m.get("seconds", train_s), "steps": m.get("steps")}
     print(run.name, json.dumps(row), file=sys.stderr, flush=True)

@@ -68,6 +68,32 @@ def collate_packed(batch: list[dict]) -> dict:
             "use_cache": False}  # with a cache, transformers would not read the packing from position_ids
 
 
+def collate_groups(batch: list[dict], collate) -> dict:
+    """Examples with `rivals` (the same turn in other people's slots, `slots.everyone_dataset(contrast=...)`)
+    -> `collate` of every example, each followed by its rivals, and for the person-contrast loss
+    (`losses.SlotContrastLoss`): `example` (like labels: the index of the example each label belongs to,
+    -1 where there is no label) and `group_size` (the examples per turn, its own slot's first).
+    Examples without rivals (held-out ones) -> `collate(batch)` as it is.
+
+    Example (collate_packed): [{"input_ids": [5, 6], "labels": [-100, 6], "rivals": [{"input_ids": [7, 6],
+      "labels": [-100, 6]}]}] -> input_ids [[5, 6, 7, 6]], labels [[-100, 6, -100, 6]], example [[-1, 0, -1, 1]],
+      group_size 2
+    """
+    import torch
+
+    if "rivals" not in batch[0]:
+        return collate(batch)
+    flat = [{"input_ids": x["input_ids"], "labels": x["labels"]} for b in batch for x in (b, *b["rivals"])]
+    out = collate(flat)
+    labels = out["labels"]
+    if labels.shape[0] == 1 and len(flat) > 1:  # packed: the examples side by side in one row
+        example = torch.tensor([[i for i, x in enumerate(flat) for _ in x["input_ids"]]])
+    else:  # padded: an example per row
+        example = torch.arange(len(flat)).unsqueeze(1).expand_as(labels).clone()
+    example[labels == IGNORE] = -1
+    return {**out, "example": example, "group_size": 1 + len(batch[0]["rivals"])}
+
+
 def head_on_labels(batch: dict) -> dict:
     """The batch, asking the model to run its LM head only where a next token is labelled: `logits_to_keep`
     (the positions t, in any row, whose token t+1 has a label) and `shift_labels` (those tokens, (B, K)),

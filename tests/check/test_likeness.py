@@ -139,3 +139,42 @@ def test_a_run_that_learnt_from_everyone_speaks_as_each(tmp_path, tiny_lm):
 def test_a_voice_of_one_person_refuses_to_speak_as_another(tiny_voice_run):
     p = likeme_cli("chat", tiny_voice_run, "--as", "Sam", "-m", "hi")
     assert p.returncode == 1 and "--learn-from everyone" in p.stderr
+
+
+def test_contrast_renders_each_turn_in_its_rivals_slots(tmp_path, tiny_lm):
+    store = three_person_store(tmp_path / "s.db")
+    tok = models.load_tokenizer(tiny_lm)
+    plain = everyone_dataset(store, "Ana", tok, min_turns=5)
+    data = everyone_dataset(store, "Ana", tok, min_turns=5, contrast=2)
+    assert data.speakers == plain.speakers and len(data.train) == len(plain.train)
+    for e in data.train:
+        own = tok.decode(e["input_ids"])
+        (rival,) = e["rivals"]
+        text = tok.decode(rival["input_ids"])
+        reply = tok.decode([t for t in e["labels"] if t != IGNORE])
+        assert tok.decode([t for t in rival["labels"] if t != IGNORE]) == reply  # the same turn ...
+        assert ("You are Ana." in own) != ("You are Ana." in text)  # ... in the other person's slot
+        assert "hi 10" not in text and "hi 11" not in text  # never from a held-out session
+    others = [e for e in data.train if "You are Sam." in tok.decode(e["input_ids"])]
+    assert others and all("You are Ana." in tok.decode(e["rivals"][0]["input_ids"]) for e in others)  # NAME's slot first
+    assert data.heldout and all(len(e["rivals"]) == 1 for e in data.heldout)  # held out: Ana's, against a rival
+    assert [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in data.heldout] == plain.heldout
+    again = everyone_dataset(store, "Ana", tok, min_turns=5, contrast=2)  # from the cache, rivals and all
+    assert again.train == data.train and again.heldout == data.heldout
+    store.close()
+
+
+def test_a_voice_learns_with_the_person_contrast(tmp_path, tiny_lm):
+    three_person_store(tmp_path / "s.db").close()
+    out = tmp_path / "run"
+    common = ["train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm, "--min-turns", "5",
+              "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--contrast", "1"]
+    p = likeme_cli(*common, "--out", tmp_path / "bad")
+    assert p.returncode == 1 and "--learn-from everyone" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = likeme_cli(*common, "--learn-from", "everyone", "--out", out)
+    assert p.returncode == 0, p.stderr
+    steps = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    trained = [s for s in steps if "loss" in s]
+    assert trained and all(s["loss"] == pytest.approx(s["train_lm"] + s["train_contrast"], abs=2e-3) for s in trained)
+    assert 0 < trained[0]["train_contrast"] < 2 * math.log(3)  # about log 3 at the start: three slots
+    assert "specificity" in json.loads((out / "metrics.json").read_text())

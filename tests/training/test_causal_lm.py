@@ -70,3 +70,43 @@ def test_the_distilled_student_runs_its_head_on_labels_only():
     (full, g_full), (cheap, g_cheap) = figures
     assert abs(full - cheap) < 1e-5
     assert g_full.keys() == g_cheap.keys() and all(torch.allclose(g_full[k], g_cheap[k], atol=1e-6) for k in g_full)
+
+
+def test_collate_groups_worked_example():
+    batch = [{"input_ids": [5, 6], "labels": [IGNORE, 6], "rivals": [{"input_ids": [7, 6], "labels": [IGNORE, 6]}]}]
+    out = batching.collate_groups(batch, batching.collate_packed)
+    assert out["input_ids"].tolist() == [[5, 6, 7, 6]] and out["labels"].tolist() == [[IGNORE, 6, IGNORE, 6]]
+    assert out["example"].tolist() == [[-1, 0, -1, 1]] and out["group_size"] == 2
+    padded = batching.collate_groups(batch, lambda b: batching.collate(b, 0))
+    assert padded["example"].tolist() == [[-1, 0], [-1, 1]]
+    assert "example" not in batching.collate_groups([{k: v for k, v in batch[0].items() if k != "rivals"}],
+                                                    batching.collate_packed)  # held-out examples: as they are
+
+
+def _sum_logp(model, e):
+    ids, labels = torch.tensor([e["input_ids"]]), torch.tensor(e["labels"][1:])
+    logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+    keep = labels != IGNORE
+    return logp[keep].gather(1, labels[keep][:, None]).sum(), int(keep.sum())
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_slot_contrast_loss_against_hand_computed_values(packed):
+    from likeme.training.losses import SlotContrastLoss
+
+    model = tiny_causal_lm()
+    # two turns, each in its own slot and one rival: the same reply tokens after another prompt
+    groups = [{**EXAMPLES[0], "rivals": [{"input_ids": [30, 6, 7, 8, 9, 10, 11], "labels": EXAMPLES[0]["labels"]}]},
+              {**EXAMPLES[1], "rivals": [{"input_ids": [31, 32, 14, 15], "labels": EXAMPLES[1]["labels"]}]}]
+    collate = batching.collate_packed if packed else (lambda b: batching.collate(b, 0))
+    batch = causal_lm.head_on_labels(lambda b: batching.collate_groups(b, collate), model)(groups)
+    loss, parts = SlotContrastLoss(weight=0.5)(model, batch)
+    with torch.no_grad():
+        scored = [[_sum_logp(model, x) for x in (g, *g["rivals"])] for g in groups]
+    lm = -sum(s[0][0] for s in scored) / sum(s[0][1] for s in scored)
+    contrast = sum(-torch.log_softmax(torch.stack([x[0] for x in s]), 0)[0] for s in scored) / len(scored)
+    assert parts["lm"].item() == pytest.approx(lm.item(), abs=1e-5)
+    assert parts["contrast"].item() == pytest.approx(contrast.item(), abs=1e-5)
+    assert loss.item() == pytest.approx(lm.item() + 0.5 * contrast.item(), abs=1e-5)
+    loss.backward()  # it trains the model
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -36,6 +36,15 @@ def test_padded_length_by_hand():
     assert plan.padded_length([10, 10, 20, 20], 2, draws=4000) == pytest.approx(10 + 10 * 5 / 6, abs=0.3)
 
 
+def test_the_largest_batch_sets_the_peak():
+    assert plan.largest_batch([10, 20, 30, 40], 2, draws=100, packing=True) == 70  # 30 + 40
+    assert plan.largest_batch([10, 20, 30, 40], 2, draws=100, packing=False) == 80  # 2 x 40
+    assert plan.largest_batch([10, 20, 30, 40], 2, draws=1, packing=True) <= 70
+    # a longer run meets larger batches: never a smaller peak
+    lengths = list(range(1, 200))
+    assert plan.largest_batch(lengths, 2, draws=4, packing=True) <= plan.largest_batch(lengths, 2, draws=400, packing=True)
+
+
 def test_a_plan_that_does_not_fit_says_what_to_change(tiny_lm):
     shape = plan.Shape.of(str(tiny_lm))
     small = plan.Machine(cores=2, memory=2 ** 30, available=2 ** 20, device="cpu", gpu=None, bf16_native=False,

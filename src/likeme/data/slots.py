@@ -21,6 +21,7 @@ turn of anyone is trained on, nor seen as context.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import Counter
 
 from likeme.data.examples import MIN_REPLIES, VoiceData, persona_example, replies, reply_sessions
@@ -63,41 +64,103 @@ def in_slot(tokenizer, found: list, slot: str, *, max_length: int = 512) -> list
     return out
 
 
+def rival_slots(people: list[str], name: str, speaker: str, size: int, rng: random.Random) -> list[str]:
+    """The slots a turn of `speaker` is set against in the person contrast (`size` slots in all, its own
+    first): NAME's slot first when the speaker is someone else, then others drawn at random.
+
+    Example: rival_slots(["Ana", "Sam", "Bo", "Cy"], "Ana", "Sam", 3, rng) -> ["Ana", "Cy"] (or ["Ana", "Bo"])
+    """
+    others = [p for p in people if p not in (speaker, name)]
+    first = [name] if speaker != name else []
+    return first + rng.sample(others, size - 1 - len(first))
+
+
 def everyone_dataset(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,
-                     heldout: float = 0.1, gap=None, min_turns: int = MIN_REPLIES, cache: bool = True) -> VoiceData:
+                     heldout: float = 0.1, gap=None, min_turns: int = MIN_REPLIES, contrast: int = 0,
+                     cache: bool = True) -> VoiceData:
     """Learn from everyone: the training examples of every speaker of NAME's training sessions with at
     least `min_turns` turns there, each in their own slot (NAME's first), and NAME's held-out replies in
     NAME's slot. `data.speakers`: {speaker: training examples}, in the order of `data.train`.
 
+    contrast: the number of slots each training turn is also rendered in (its own first, then
+    `rival_slots`; at most the number of speakers): each training example then carries `rivals`, the same
+    turn in the other slots, for the person-contrast loss (`losses.SlotContrastLoss`). 0: no rivals.
+
     Example: a chat of Ana (300 replies), Sam (280) and Bo (5) -> train: Ana's 270 training replies in Ana's
-      slot, then Sam's 250 in Sam's; heldout: Ana's 30 latest; speakers {"Ana": 270, "Sam": 250}
+      slot, then Sam's 250 in Sam's; heldout: Ana's 30 latest; speakers {"Ana": 270, "Sam": 250};
+      with contrast=2 each of Ana's also in Sam's slot (its `rivals`) and each of Sam's in Ana's.
     """
     from likeme.data import cache as cached
     from likeme.data.examples import check_person, persona_dataset
 
     check_person(store, name)
     settings = {"format": "everyone", "name": name, "context_turns": context_turns, "max_length": max_length,
-                "heldout": heldout, "gap": gap, "min_turns": min_turns}
+                "heldout": heldout, "gap": gap, "min_turns": min_turns, **({"contrast": contrast} if contrast else {})}
     where = cached.dataset_key(store, tokenizer, settings) if cache else None
     hit = cached.load(where)
     if hit is not None:
         train, held, meta = hit
+        size = meta.get("group", 1)  # with rivals, each turn is `size` examples in a row
+        if size > 1:
+            train, held = _regroup(train, size), _regroup(held, size)
         return VoiceData(train, held, meta["train_sessions"], meta["heldout_sessions"], meta["replies"], meta["partner"],
                          meta["speakers"])
     own = persona_dataset(store, name, tokenizer, context_turns=context_turns, max_length=max_length,
                           heldout=heldout, gap=gap, cache=cache)  # NAME's examples, as a voice of NAME alone has
-    train_s, _, _ = reply_sessions(store, name, heldout=heldout, gap=gap)
-    train, counts = list(own.train), {name: len(own.train)}
-    for person, found in by_person(train_s, [p for p in speakers(train_s, name, min_turns) if p != name],
-                                   context_turns).items():
-        made = [e for e in in_slot(tokenizer, found, person, max_length=max_length) if e]
+    train_s, held_s, _ = reply_sessions(store, name, heldout=heldout, gap=gap)
+    people = list(speakers(train_s, name, min_turns))
+    size = min(contrast, len(people)) if name in people else 0
+    held = own.heldout
+    if size > 1:
+        train, counts = _with_rivals(tokenizer, train_s, people, name, size, context_turns, max_length)
+        # NAME's held-out replies against their rivals too: the held-out loss is then the training objective's,
+        # which early stopping and the best checkpoint follow
+        found, _ = _with_rivals(tokenizer, held_s, people, name, size, context_turns, max_length, only=name)
+        held = found if len(found) == len(own.heldout) else held  # (a reply some slot cuts to nothing: plain)
+    else:
+        size = 1
+        train, counts = list(own.train), {name: len(own.train)}
+        for person, found in by_person(train_s, [p for p in people if p != name], context_turns).items():
+            made = [e for e in in_slot(tokenizer, found, person, max_length=max_length) if e]
+            train += made
+            counts[person] = len(made)
+    data = VoiceData(train, held, own.train_sessions, own.heldout_sessions, own.replies, own.partner, counts)
+    cached.save(where, _flat(train), _flat(held),
+                {"train_sessions": data.train_sessions, "partner": data.partner, "heldout_sessions": data.heldout_sessions,
+                 "replies": data.replies, "speakers": counts, "group": size})
+    return data
+
+
+def _flat(examples: list[dict]) -> list[dict]:
+    """Examples with rivals -> each example followed by its rivals, plain (as the cache keeps them)."""
+    return [{"input_ids": x["input_ids"], "labels": x["labels"]} for e in examples for x in (e, *e.get("rivals", ()))]
+
+
+def _regroup(flat: list[dict], size: int) -> list[dict]:
+    return [{**flat[i], "rivals": flat[i + 1: i + size]} for i in range(0, len(flat), size)]
+
+
+def _with_rivals(tokenizer, sessions, people: list[str], name: str, size: int, context_turns: int,
+                 max_length: int, only: str | None = None) -> tuple[list[dict], dict]:
+    """Every speaker's turns in `sessions` in their own slot (only `only`'s when given), each with `rivals`:
+    the same turn in `size - 1` other slots (`rival_slots`); a turn that some slot leaves nothing of is
+    dropped. NAME's first."""
+    train, counts = [], {}
+    for person, found in by_person(sessions, [only] if only else people, context_turns).items():
+        rng = random.Random(f"{name}\0{person}")  # the same rivals on every build
+        chosen = [rival_slots(people, name, person, size, rng) for _ in found]
+        rendered = {}  # slot -> {turn index: example}
+        for slot in [person, *sorted({s for c in chosen for s in c})]:
+            idx = [i for i, c in enumerate(chosen) if slot == person or slot in c]
+            rendered[slot] = dict(zip(idx, in_slot(tokenizer, [found[i] for i in idx], slot, max_length=max_length)))
+        made = []
+        for i, c in enumerate(chosen):
+            group = [rendered[person][i], *(rendered[s][i] for s in c)]
+            if all(group):
+                made.append({**group[0], "rivals": group[1:]})
         train += made
         counts[person] = len(made)
-    data = VoiceData(train, own.heldout, own.train_sessions, own.heldout_sessions, own.replies, own.partner, counts)
-    cached.save(where, data.train, data.heldout, {"train_sessions": data.train_sessions, "partner": data.partner,
-                                                 "heldout_sessions": data.heldout_sessions, "replies": data.replies,
-                                                 "speakers": counts})
-    return data
+    return train, counts
 
 
 def others_heldout(store, name: str, tokenizer, *, context_turns: int = 8, max_length: int = 512,

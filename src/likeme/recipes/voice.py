@@ -46,6 +46,13 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "not specificity (-1.4 to -2.1 points; bench/person.py, BENCHMARKS.md)."})
     own_weight: int = field(default=1, metadata={
         "help": "With --learn-from everyone: NAME's examples count this many times in each pass."})
+    contrast: float = field(default=0.0, metadata={
+        "help": "With --learn-from everyone: the weight of the person contrast (0: off): each training turn is "
+                "also scored in --contrast-slots other people's slots (NAME's first) and the model learns which "
+                "slot it belongs to, beside learning it (losses.SlotContrastLoss); a step costs about "
+                "--contrast-slots times as much."})
+    contrast_slots: int = field(default=3, metadata={
+        "help": "With --contrast: the slots each turn is scored in, its own speaker's included."})
     min_turns: int = field(default=20, metadata={
         "help": "With --learn-from everyone: the fewest turns a speaker needs to be learnt."})
     format: str = field(default="persona", metadata={
@@ -140,7 +147,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     from transformers import EarlyStoppingCallback, set_seed
 
-    from likeme.training import causal_lm, trainable
+    from likeme.training import causal_lm, losses, trainable
     from likeme.training import trainer as tr
     from likeme.training.callbacks import SampleCallback, TimeBudget
 
@@ -156,9 +163,12 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
                     raise LikemeError("--recall with --learn-from everyone is not supported: use one of them")
                 data = slots.everyone_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
                                               max_length=cfg.block_size, heldout=cfg.heldout, gap=gap,
-                                              min_turns=cfg.min_turns)
+                                              min_turns=cfg.min_turns,
+                                              contrast=cfg.contrast_slots if cfg.contrast else 0)
                 data.train += data.train[: data.speakers[cfg.name]] * (cfg.own_weight - 1)  # NAME's come first
             else:
+                if cfg.contrast:
+                    raise LikemeError("--contrast sets NAME's turns against the others' slots: add --learn-from everyone")
                 data = examples.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
                                                 max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, recall=memory)
             others = slots.others_heldout(store, cfg.name, tok, context_turns=cfg.context_turns,
@@ -213,10 +223,16 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             **causal_lm.KEEP_BEST, include_num_input_tokens_seen="non_padding",
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             gradient_checkpointing=cfg.checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False})
+        rivals = any("rivals" in e for e in data.train[:1])  # --contrast: each turn with its rival slots
+        # A turn and its rivals are nearly the same length, so padded rows waste little, and a packed row of
+        # them all would make attention on a CPU quadratic in the whole row (Shakespeare: 12.5 GiB)
+        pack = batching.collate_packed if cfg.packing and not rivals else \
+            (lambda batch: batching.collate(batch, tok.pad_token_id))
         trainer = tr.make_trainer(
             run, model, args, data.train,
-            causal_lm.head_on_labels(  # the LM head runs only where NAME's tokens are predicted
-                batching.collate_packed if cfg.packing else (lambda batch: batching.collate(batch, tok.pad_token_id)), model),
+            causal_lm.head_on_labels(  # the LM head runs only where a reply's tokens are predicted
+                lambda batch: batching.collate_groups(batch, pack), model),
+            trainer_cls=tr.with_objective(losses.SlotContrastLoss(cfg.contrast)) if rivals else tr.Trainer,
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
             eval_dataset=causal_lm.spread(data.heldout, cfg.eval_max),

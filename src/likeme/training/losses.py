@@ -144,3 +144,45 @@ class DistillObjective(nn.Module):
             logits = self.student(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         rows = logits[keep]  # (N, V), row-major: the order of the teacher's rows
         return {"loss": self.loss(rows, teacher, labels[:, 1:][labels[:, 1:] != -100], teacher_indices)}
+
+
+class SlotContrastLoss(nn.Module):
+    """Language modelling plus the person contrast: each training turn is scored in its own speaker's slot
+    and in `rivals` (the same turn in other people's slots, `slots.everyone_dataset(contrast=...)`), and
+    besides learning the turn in its own slot the model learns to find its speaker among the slots:
+
+        loss = NLL of the own-slot tokens (mean per token) + weight * CE(softmax over slots of log p(turn | slot), own)
+
+    the cross-entropy over the slots' sequence log-likelihoods of the conditional maximum-mutual-information
+    training of speech recognition (Bahl et al. 1986), here over speakers: what a voice in NAME's slot must
+    learn is what makes a turn NAME's rather than anyone's in the chat, which plain language modelling on
+    a shared register barely moves (specificity, attribution: check/likeness.py).
+
+    forward(model, batch) -> (loss, {"lm": ..., "contrast": ...}); batch as `batching.collate_groups` makes
+    it (`example`, `group_size`), with `logits_to_keep` / `shift_labels` when the head runs on labels only.
+    Example: a turn whose log-likelihood is -10 in its own slot and -12 in one rival, weight 1
+      -> lm + log(1 + e^-2) = lm + 0.1269
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, model, batch: dict):
+        batch = dict(batch)
+        example, size = batch.pop("example"), batch.pop("group_size")
+        labels, shifted = batch.pop("labels"), batch.pop("shift_labels", None)
+        logits = model(**batch).logits
+        if shifted is None:  # logits at every position: position t predicts token t+1
+            logits, target, example = logits[:, :-1], labels[:, 1:], example[:, 1:]
+        else:
+            target, example = shifted, example[:, 1:][:, batch["logits_to_keep"]]
+        where = target != -100
+        logp = torch.log_softmax(logits[where].float(), dim=-1)  # (N, V): the labelled positions only
+        token = logp.gather(-1, target[where].unsqueeze(-1)).squeeze(-1)  # (N,)
+        example = example[where]
+        per_example = token.new_zeros(int(example.max()) + 1).index_add(0, example, token)  # (E,) log p(turn | slot)
+        scores = per_example.view(-1, size)  # (G, S): own slot first
+        lm = -token[example % size == 0].mean()
+        contrast = nn.functional.cross_entropy(scores, scores.new_zeros(scores.shape[0], dtype=torch.long))
+        return lm + self.weight * contrast, {"lm": lm.detach(), "contrast": contrast.detach()}

@@ -18,7 +18,8 @@ here), the recommended method, LoRA rank, batch, precision and steps, and the co
   evaluations;
 - memory: this process as it stands (Python, torch, transformers: measured), the weights, the trained
   weights' gradient and AdamW state (3 x 4 bytes each), the activations kept for the backward pass
-  (ACTIVATION_FLOATS per token per layer) and the logits (batch x length x vocabulary x 4 bytes, held
+  (ACTIVATION_FLOATS per token per layer, for the largest batch the run will meet: `largest_batch`) and
+  the logits (batch x length x vocabulary x 4 bytes, held
   3 times: logits, their float copy in the loss, their gradient).
 """
 from __future__ import annotations
@@ -40,6 +41,12 @@ EFFICIENCY = {"cpu": 0.45, "cuda": 0.35}  # measured step FLOP/s over the timed 
 # their logits hid the difference.
 ACTIVATION_FLOATS = 28
 LOGIT_COPIES = 3        # logits, their float32 copy in the loss, their gradient
+# The share of a forward pass's transient memory (activations, attention, logits) that the process still holds
+# after it is freed, on a CPU: glibc's heap keeps freed blocks for reuse and they fragment as batch sizes vary.
+# On the 20,000-message export the peak was 3.25-3.49 GiB, and 2.74 GiB with MALLOC_MMAP_THRESHOLD_=131072
+# (every large tensor returned to the system at once, but each step 1.8x slower); 0.25 puts the plan within
+# 25% of the measured peak on that export, the 200,000-message one and Shakespeare (BENCHMARKS.md "Planning").
+ALLOCATOR_KEEPS = 0.25
 STEP_OVERHEAD_S = 0.1   # a step's fixed cost on a CPU (the Trainer's loop, collation, logging): the tiny model's step
 
 
@@ -161,6 +168,23 @@ def padded_length(lengths: list[int], batch: int, draws: int = 200, seed: int = 
     return sum(max(rng.sample(lengths, min(batch, len(lengths)))) for _ in range(draws)) / draws
 
 
+def largest_batch(lengths: list[int], batch: int, draws: int, packing: bool, seed: int = 0) -> int:
+    """Tokens of the largest of `draws` random batches (at most 5,000 drawn): a packed row's length is its
+    examples' sum, a padded batch's `batch` x its longest. The peak of a run is set by its largest batch
+    (the activations kept for its backward pass; freed memory stays with the process), not its mean one,
+    and a longer run meets a larger one.
+
+    Example: largest_batch([10, 20, 30, 40], 2, draws=100, packing=True) -> 70 (30 + 40, drawn in 100 tries)
+    """
+    rng = random.Random(seed)
+    k = min(batch, len(lengths))
+    top = 0
+    for _ in range(max(1, min(draws, 5000))):
+        drawn = rng.sample(lengths, k)
+        top = max(top, sum(drawn) if packing else batch * max(drawn))
+    return top
+
+
 @dataclass
 class Estimate:
     method: str
@@ -197,6 +221,8 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
     mean = sum(lengths) / len(lengths)
     pad = mean if packing else padded_length(lengths, batch)
     tokens = batch * pad
+    # memory: the largest forward pass of the run's steps x accum (the time: the mean one)
+    most = largest_batch(lengths, batch, steps * accum, packing)
     if labelled:
         per = sum(labelled) / len(labelled)
         head_positions = batch * per if packing else batch * min(pad, batch * per)  # (B, K) logits
@@ -232,15 +258,17 @@ def estimate(shape: Shape, lengths: list[int], machine: Machine, *, method: str 
         "weights": shape.params() * 4,
         "gradients and AdamW state": trained * 12,
         # checkpointing keeps each block's input (hidden floats a token) and rebuilds one block at a time
-        "activations": int(tokens * shape.hidden * width * (shape.layers + ACTIVATION_FLOATS) if checkpointing
-                           else tokens * shape.layers * shape.hidden * ACTIVATION_FLOATS * width),
+        "activations": int(most * shape.hidden * width * (shape.layers + ACTIVATION_FLOATS) if checkpointing
+                           else most * shape.layers * shape.hidden * ACTIVATION_FLOATS * width),
         "logits": int(head_positions * shape.vocab * 4 * LOGIT_COPIES),
         # attention weights kept for the backward pass where the kernel materialises them (a CPU, a packed
         # row's mask): heads x rows x length^2, a packed row being the whole batch long; one block's at a time
         # with checkpointing
         "attention": int(shape.heads * (1 if checkpointing else shape.layers) * 4 *
-                         (tokens ** 2 if packing else batch * pad ** 2)) if machine.device == "cpu" else 0,
+                         (most ** 2 if packing else most ** 2 / batch)) if machine.device == "cpu" else 0,
     }
+    if machine.device == "cpu":
+        parts["kept by the allocator"] = int(ALLOCATOR_KEEPS * (parts["activations"] + parts["logits"] + parts["attention"]))
     peak = sum(parts.values())
     return Estimate(method, lora_r if method == "lora" else None, batch, precision, precision_why, steps, eval_every,
                     trained, shape.params(), round(accum * tokens, 1), step, total, peak, parts,

@@ -141,6 +141,10 @@ def make_trainer(run, model, args: TrainingArguments, train_dataset, collate, *,
         kwargs["eval_dataset"] = [0]  # the Trainer requires one to evaluate; `evaluate` ignores it
     if collate is not None:
         kwargs["data_collator"] = collate
+    if kwargs.get("compute_metrics") is None:
+        # An evaluation then needs only the loss: otherwise the Trainer keeps every batch's logits to the end of
+        # it (a causal LM's: 64 held-out replies x their positions x 49,152 floats, most of a GiB on a voice)
+        args.prediction_loss_only = True
     trainer = cls(model=model, args=args, train_dataset=train_dataset,
                   callbacks=[MetricsCallback(run.metrics, total_steps, progress), StopOnInterrupt(), *callbacks],
                   **kwargs)
@@ -179,3 +183,33 @@ def fit(trainer: Trainer, run, *, resume: bool = False) -> None:
         if not run.main:
             raise SystemExit(0)  # the main process says it, and exits 130
         raise Interrupted(run.path, trainer.state.global_step, run.recipe)
+
+
+def with_objective(objective, base=Trainer):
+    """A Trainer class whose training batches that carry `example` (`batching.collate_groups`) are scored
+    by `objective(model, batch) -> (loss, parts)` (`losses.SlotContrastLoss`), a per-micro-batch mean the
+    Trainer divides by the accumulation steps; other batches (evaluation) as the Trainer scores them. The
+    parts' mean since the last log is logged beside the loss (`train_lm`, `train_contrast`)."""
+
+    class ObjectiveTrainer(base):
+        loss_is_scaled_for_ga = False
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._parts = {}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "example" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, parts = objective(model, inputs)
+            for k, v in parts.items() if model.training else ():  # an evaluation's are its eval_loss
+                self._parts.setdefault(k, []).append(float(v))
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs and getattr(self, "_parts", None):
+                logs = {**logs, **{f"train_{k}": round(sum(v) / len(v), 4) for k, v in self._parts.items()}}
+                self._parts = {}
+            return super().log(logs, *args, **kwargs)
+
+    return ObjectiveTrainer
