@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1  # part of every key: bump it when the examples' format or the way they are built changes
+VERSION = 2  # part of every key: bump it when the examples' format or the way they are built changes
 
 
 def cache_root(db: str | os.PathLike) -> Path:
