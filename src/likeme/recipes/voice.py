@@ -43,7 +43,8 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "medium from all of them and NAME from the contrast; NAME's voice is the same model in NAME's slot, "
                 "and `likeme chat RUN --as OTHER` speaks as another (persona format). Default me: on Richard III "
                 "(30 CPU steps) everyone raised NAME's own drop (23.2% to 23.9%) and attribution (38% to 43%) but "
-                "not specificity (-1.4 to -2.1 points; bench/person.py, BENCHMARKS.md)."})
+                "not specificity (-1.4 to -2.1 points; bench/person.py, BENCHMARKS.md); --contrast is what moves "
+                "attribution there."})
     own_weight: int = field(default=1, metadata={
         "help": "With --learn-from everyone: NAME's examples count this many times in each pass."})
     contrast: float = field(default=0.0, metadata={
