@@ -263,8 +263,8 @@ def _voice(cfg: DistillConfig, ref, meta: dict, run, *, resume: bool, progress: 
         args = tr.arguments(
             run, seed=cfg.seed, precision=cfg.precision, eval_steps=cfg.eval_every, max_steps=total, per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.batch_size, learning_rate=causal_lm.learning_rate(cfg.lr, cfg.trainable, full=5e-5),
-            lr_scheduler_type="cosine", warmup_steps=max(1, total // 20), label_names=["labels"], **causal_lm.KEEP_BEST,
-            prediction_loss_only=True)  # an evaluation is the distillation loss on held-out replies
+            lr_scheduler_type="cosine", warmup_steps=max(1, total // 20), label_names=["labels"], **causal_lm.KEEP_BEST)
+        # (an evaluation is the distillation loss on held-out replies: make_trainer keeps only the loss)
         objective = losses.DistillObjective(model, losses.DistillationLoss(cfg.temperature, cfg.alpha), tokens=True)
         trainer = tr.make_trainer(
             run, objective, args, train_set, functools.partial(soft_targets.collate, pad_id=tok.pad_token_id),

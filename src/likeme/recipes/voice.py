@@ -225,6 +225,9 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             gradient_checkpointing=cfg.checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False})
         rivals = any("rivals" in e for e in data.train[:1])  # --contrast: each turn with its rival slots
+        if cfg.contrast and not rivals and run.main:
+            print(f"warning: --contrast needs at least two speakers with --min-turns {cfg.min_turns} turns, "
+                  "NAME among them, and --contrast-slots 2 or more: training without it", file=sys.stderr)
         # A turn and its rivals are nearly the same length, so padded rows waste little, and a packed row of
         # them all would make attention on a CPU quadratic in the whole row (Shakespeare: 12.5 GiB)
         pack = batching.collate_packed if cfg.packing and not rivals else \
