@@ -104,7 +104,7 @@ def test_slot_contrast_loss_against_hand_computed_values(packed):
     with torch.no_grad():
         scored = [[_sum_logp(model, x) for x in (g, *g["rivals"])] for g in groups]
     lm = -sum(s[0][0] for s in scored) / sum(s[0][1] for s in scored)
-    contrast = sum(-torch.log_softmax(torch.stack([x[0] for x in s]), 0)[0] for s in scored) / len(scored)
+    contrast = sum(-torch.log_softmax(torch.stack([x[0] / x[1] for x in s]), 0)[0] for s in scored) / len(scored)
     assert parts["lm"].item() == pytest.approx(lm.item(), abs=1e-5)
     assert parts["contrast"].item() == pytest.approx(contrast.item(), abs=1e-5)
     assert loss.item() == pytest.approx(lm.item() + 0.5 * contrast.item(), abs=1e-5)

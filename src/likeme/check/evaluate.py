@@ -53,21 +53,24 @@ def eval_voice(run, data, name: str, *, max_replies: int | None = MAX_REPLIES, f
 
 
 def eval_likeness(run, data, name: str, *, people=None, max_replies: int | None = MAX_REPLIES,
-                  format: str | None = None, me: str | None = None) -> dict:
+                  format: str | None = None, me: str | None = None, guidance: float | None = None) -> dict:
     """Like NAME, or like everyone in the chat? On an export: every person's turns in the sessions NAME
-    writes in, scored in NAME's slot by the run and its base (`likeness.specificity`), and, with `people`
-    (default: the run's speakers when it learnt from everyone), each of their turns attributed to the
-    slot that makes it most likely (`likeness.attribution`). Figures prefixed as likeness.py names them."""
+    writes in, scored in NAME's slot by the run and its base (`likeness.specificity`; with person guidance,
+    default the run's, as the voice writes: `use.guidance`), and, with `people` (default: the run's speakers
+    when it learnt from everyone), each of their turns attributed to the slot that makes it most likely
+    (`likeness.attribution`, unguided). Figures prefixed as likeness.py names them."""
     from datetime import timedelta
 
     from likeme import runs
     from likeme.check import likeness
     from likeme.data.examples import reply_sessions
     from likeme.data.slots import by_person
+    from likeme.use.guidance import check_alpha, guide_people
     from likeme.use.likelihood import RunAndBase
 
     _, meta = run_made_by(run, runs.VOICES)
     cfg = runs.voice_config(meta)
+    alpha = check_alpha((cfg.get("guidance") or 0.0) if guidance is None else guidance)
     people = list(people or meta.get("speakers") or [])
     scorer = RunAndBase(run, batch_size=cfg.get("batch_size", 8))
     with temporary_store(data, format, me) as store:
@@ -78,14 +81,14 @@ def eval_likeness(run, data, name: str, *, people=None, max_replies: int | None 
     if missing:
         raise LikemeError(f"no turns of {', '.join(missing)} in {data} (people there: {', '.join(found)})")
     limits = {"max_turns": max_replies or None, "max_length": cfg.get("block_size", 512)}
-    out = likeness.specificity(scorer, found, name, **limits)
+    out = likeness.specificity(scorer, found, name, guidance=alpha, against=guide_people(meta, name), **limits)
     if len(people) > 1:
         out["attribution"] = likeness.attribution(scorer, found, people, name=name if name in people else None, **limits)
     return out
 
 
 def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0, max_new_tokens: int = 64,
-                format: str | None = None, me: str | None = None) -> dict:
+                format: str | None = None, me: str | None = None, guidance: float | None = None) -> dict:
     """Does what the voice writes sound like NAME? For `samples` of NAME's replies in an export (an even
     sample), the run and its base model each write a reply to the same context; a judge (`judge.py`:
     an embedder, author-classifier or reward run of NAME) scores them beside NAME's real reply.
@@ -133,7 +136,8 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     for suffix, model in (("", ref.path), ("_base", base)):
         if model is None:
             continue
-        written = write_replies(model, meta, name, contexts, seed=seed, max_new_tokens=max_new_tokens)
+        written = write_replies(model, meta, name, contexts, seed=seed, max_new_tokens=max_new_tokens,
+                                guidance=guidance if suffix == "" else None)
         out.update(reply_figures(written, judge.score(written, contexts), real_scores,
                                   [w.finish == "stop" for w in written], suffix))
         if suffix == "":
@@ -142,15 +146,17 @@ def eval_judged(run, data, name: str, judge, *, samples: int = 50, seed: int = 0
     return out
 
 
-def write_replies(model, meta: dict, name: str, contexts: list, *, seed: int = 0, max_new_tokens: int = 64) -> list:
+def write_replies(model, meta: dict, name: str, contexts: list, *, seed: int = 0, max_new_tokens: int = 64,
+                  guidance: float | None = None) -> list:
     """The replies `model` (the run, or its base prompted as the run was trained: run.yaml `meta`) writes as
-    NAME to each context, the i-th with seed + i: `decoding.Generation`s."""
+    NAME to each context, the i-th with seed + i: `decoding.Generation`s. `guidance`: person guidance
+    (default: the run's own)."""
     from likeme import runs
     from likeme.use import generate
 
     cfg = runs.voice_config(meta)
     voice = generate.load(model, name=name, partner=meta.get("partner"), format=cfg.get("format"),
-                          context_turns=cfg.get("context_turns"))
+                          context_turns=cfg.get("context_turns"), guidance=guidance)
     return [voice.reply(c, seed=seed + i, max_new_tokens=max_new_tokens) for i, c in enumerate(contexts)]
 
 
@@ -330,7 +336,7 @@ def score_classifier(clf, texts: list[str], labels: list[str]) -> dict:
 
 def evaluate(run, data, *, name: str | None = None, format: str | None = None, me: str | None = None,
              text_column: str | None = None, label_column: str | None = None, max_replies: int | None = None,
-             judge=None, samples: int = 50, seed: int = 0, people=None) -> tuple[str, dict]:
+             judge=None, samples: int = 50, seed: int = 0, people=None, guidance: float | None = None) -> tuple[str, dict]:
     """(recipe, figures) of a run on data it never saw, whichever recipe made it (`likeme eval`); a voice
     with a `judge` also gets `eval_judged`'s figures.
 
@@ -347,9 +353,11 @@ def evaluate(run, data, *, name: str | None = None, format: str | None = None, m
         return recipe, eval_embedder(run, data, name, format=format, me=me)
     at_most = MAX_REPLIES if max_replies is None else max_replies
     figures = eval_voice(run, data, name, max_replies=at_most, format=format, me=me)
-    figures.update(eval_likeness(run, data, name, people=people, max_replies=at_most, format=format, me=me))
+    figures.update(eval_likeness(run, data, name, people=people, max_replies=at_most, format=format, me=me,
+                                 guidance=guidance))
     if judge is not None:
-        figures.update(eval_judged(run, data, name, judge, samples=samples, seed=seed, format=format, me=me))
+        figures.update(eval_judged(run, data, name, judge, samples=samples, seed=seed, format=format, me=me,
+                                   guidance=guidance))
     return recipe, figures
 
 
@@ -363,7 +371,8 @@ def summary(recipe: str, r: dict, name: str | None = None) -> str:
     drop = 100 * (1 - r["ppl"] / r["base_ppl"]) if r["base_ppl"] else float("nan")
     line = f"{r['replies']} replies by {name}: perplexity {r['ppl']:.2f} (base {r['base_ppl']:.2f}, {drop:.0f}% lower)"
     if "specificity" in r:
-        line += (f"\nspecificity {r['specificity']:+.1f} points: every turn scored as {name}'s, perplexity "
+        guided = f" with guidance {r['guidance']:g} against {', '.join(r['against'])}" if r.get("guidance") else ""
+        line += (f"\nspecificity {r['specificity']:+.1f} points: every turn scored as {name}'s{guided}, perplexity "
                  + ", ".join(f"{p} {100 * f['drop']:.0f}% lower ({f['turns']})" for p, f in r["by_person"].items())
                  + f"; the likelihood-ratio judge tells {name}'s turns from others' with AUC {_fmt(r['likelihood_auc'])}")
     if "attribution" in r:

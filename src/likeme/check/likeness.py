@@ -15,6 +15,8 @@ likelihood-ratio judge's strength, on turns the voice never saw.
 - **attribution**: each turn of the given people, given to the person whose slot makes it most likely
   (the lowest loss per token), right or wrong; under the run and, as the control, under the base model
   (a famous text may be known to it already). Chance is 1 / people.
+- **guidance** (`use.guidance`): with `guidance` a > 0 every turn in NAME's slot is scored by the voice
+  sharpened against the `against` people's slots, as `likeme chat --guidance` writes; the base as it is.
 - **judge AUC**: the likelihood-ratio judge (`use.likelihood.Who`) telling NAME's single turns from
   others': ROC-AUC of the run's gain over the base in NAME's slot (`specificity`), and of that gain
   minus the mean gain over everyone's slots (`attribution`: who, rather than how chatty).
@@ -33,19 +35,36 @@ def _ppl(losses) -> float:
     return math.exp(sum(s for s, _ in losses) / n) if n else float("nan")
 
 
-def _scored(scorer, found: list, slot: str, max_length: int):
-    """(run losses, base losses) of each turn in `slot`: None for a turn that leaves nothing to label."""
+def _target(example) -> list[int]:
+    return [t for t in example["labels"] if t != -100]  # IGNORE
+
+
+def _scored(scorer, found: list, slot: str, max_length: int, guidance: float = 0.0, against=()):
+    """(run losses, base losses) of each turn in `slot`: None for a turn that leaves nothing to label. With
+    `guidance`, the run's are guided against the `against` slots (`use.guidance`)."""
     from likeme.data.slots import in_slot
 
     made = in_slot(scorer.tokenizer, found, slot, max_length=max_length)
+    against = [p for p in against if p != slot] if guidance else []
+    if against:
+        renders = [in_slot(scorer.tokenizer, found, p, max_length=max_length) for p in against]
+        made = [e if e and all(r[i] and _target(r[i]) == _target(e) for r in renders) else None
+                for i, e in enumerate(made)]  # a turn cut differently in some slot: left out
     kept = [e for e in made if e]
-    run, base = iter(scorer.losses(kept)), iter(scorer.losses(kept, base=True))
+    if against:
+        rivals = [[r[i] for r in renders] for i, e in enumerate(made) if e]
+        run = iter(scorer.guided_losses(kept, rivals, guidance))
+    else:
+        run = iter(scorer.losses(kept))
+    base = iter(scorer.losses(kept, base=True))
     return [next(run) if e else None for e in made], [next(base) if e else None for e in made]
 
 
-def specificity(scorer, found: dict, name: str, *, max_turns: int = MAX_TURNS, max_length: int = 512) -> dict:
+def specificity(scorer, found: dict, name: str, *, max_turns: int = MAX_TURNS, max_length: int = 512,
+                guidance: float = 0.0, against=()) -> dict:
     """NAME's drop, the others' pooled drop, specificity (points) and each person's figures; every turn in
-    NAME's slot. `found`: {person: [Reply]} (`slots.by_person`), NAME among them."""
+    NAME's slot (the run's guided against `against` with `guidance` > 0). `found`: {person: [Reply]}
+    (`slots.by_person`), NAME among them."""
     from likeme.data.examples import even_sample
     from likeme.use.embedder import auc
 
@@ -56,7 +75,7 @@ def specificity(scorer, found: dict, name: str, *, max_turns: int = MAX_TURNS, m
         turns = even_sample(turns, max_turns)
         if not turns:
             continue
-        run, base = (list(filter(None, x)) for x in _scored(scorer, turns, name, max_length))
+        run, base = (list(filter(None, x)) for x in _scored(scorer, turns, name, max_length, guidance, against))
         ppl, base_ppl = _ppl(run), _ppl(base)
         per[person] = {"turns": len(run), "ppl": round(ppl, 4), "base_ppl": round(base_ppl, 4),
                        "drop": round(1 - ppl / base_ppl, 4)}
@@ -68,7 +87,7 @@ def specificity(scorer, found: dict, name: str, *, max_turns: int = MAX_TURNS, m
     own = per[name]["drop"]
     others = 1 - _ppl(others_run) / _ppl(others_base) if others_run else float("nan")
     return {"specificity": round(100 * (own - others), 2), "own_drop": own, "others_drop": round(others, 4),
-            "by_person": per, "likelihood_auc": round(auc(labels, gains), 4) if 0 < sum(labels) < len(labels) else None}
+            "by_person": per, **({"guidance": guidance, "against": list(against)} if guidance and against else {}), "likelihood_auc": round(auc(labels, gains), 4) if 0 < sum(labels) < len(labels) else None}
 
 
 def attribution(scorer, found: dict, people: list[str], *, name: str | None = None, max_turns: int = MAX_TURNS,

@@ -63,10 +63,14 @@ def plan(name, base, method, batch_size, grad_accum, block_size, lora_r, precisi
 @click.option("--people", default=None, metavar="A,B,C",
               help="Voice: attribute each of these people's turns to the slot that makes it most likely (default: "
                    "the run's speakers, when it learnt from everyone).")
+@click.option("--guidance", type=click.FloatRange(0, 10), default=None, metavar="A",
+              help="Voice: score and write with person guidance A against the other people's slots, as `likeme chat "
+                   "--guidance` (default: the run's; 0: off).")
 @click.option("--text-column", default=None, help="Classifier: the text column of --data.")
 @click.option("--label-column", default=None, help="Classifier: the label column of --data.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, people, text_column, label_column, as_json):
+def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, people, guidance, text_column, label_column,
+             as_json):
     """How like you a run is, on data it never saw.
 
     \b
@@ -79,7 +83,7 @@ def eval_cmd(run, data, name, format_, me, max_replies, judge, samples, seed, pe
 
     recipe, r = evaluate.evaluate(run, data, name=name, format=format_, me=me, text_column=text_column,
                                   label_column=label_column, max_replies=max_replies, judge=judge,
-                                  samples=samples, seed=seed,
+                                  samples=samples, seed=seed, guidance=guidance,
                                   people=[p.strip() for p in people.split(",") if p.strip()] if people else None)
     click.echo(json.dumps(r, ensure_ascii=False) if as_json else evaluate.summary(recipe, r, name))
 

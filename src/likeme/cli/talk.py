@@ -35,12 +35,15 @@ from likeme.errors import LikemeError
                    "trained; 0: none).")
 @click.option("--as", "as_name", metavar="NAME", default=None,
               help="Speak as another person the run learnt (a run trained with --learn-from everyone); default: its own.")
+@click.option("--guidance", type=click.FloatRange(0, 10), default=None, metavar="A",
+              help="Person guidance: sharpen NAME's slot against the other people's slots of the chat by A "
+                   "(classifier-free guidance; default: the run's, 0: off; torch backend).")
 @json_schema_option
 @backend_option
 @precision_option
 @db_option
 @sampling_options
-def chat(run, message, best_of, judge, recall, as_name, json_schema, backend, precision, db, **flags):
+def chat(run, message, best_of, judge, recall, as_name, guidance, json_schema, backend, precision, db, **flags):
     """Chat with a trained voice: you write as the partner, it answers as NAME.
 
     RUN is a run folder (or its name under $LIKEME_HOME/runs). In the chat, /help lists the commands.
@@ -51,6 +54,7 @@ def chat(run, message, best_of, judge, recall, as_name, json_schema, backend, pr
     echo "are you up?" | likeme chat ana-voice --message -
     likeme chat ana-voice --best-of 4 --judge ana-embedder
     likeme chat ana-voice --as Sam          # a run that learnt from everyone speaks as any of them
+    likeme chat ana-voice --guidance 1      # more like Ana than like the others in the chat
     likeme chat ana-voice -m "rate tonight's film" --json-schema rating.schema.json
     """
     try:
@@ -58,8 +62,10 @@ def chat(run, message, best_of, judge, recall, as_name, json_schema, backend, pr
         if best_of > 1 and not judge:
             raise LikemeError("--best-of needs --judge RUN to pick with (an embedder or author classifier of NAME)")
         schema = load_json_schema(json_schema)
-        voice = open_voice(run, flags, recall=recall, db=db, backend="torch" if schema is not None else backend,
-                           precision=precision, **({"name": as_name} if as_name else {}))
+        torch_only = schema is not None or guidance is not None
+        voice = open_voice(run, flags, recall=recall, db=db, backend="torch" if torch_only else backend,
+                           precision=precision, **({"name": as_name} if as_name else {}),
+                           **({"guidance": guidance} if guidance is not None else {}))
         voice.prompt_ids([])  # a run that cannot chat (no as: NAME) says so now, not after the first message
         pick = {"json_schema": schema} if schema is not None else {}
         if best_of > 1:

@@ -54,6 +54,10 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "--contrast-slots times as much."})
     contrast_slots: int = field(default=3, metadata={
         "help": "With --contrast: the slots each turn is scored in, its own speaker's included."})
+    guidance: float = field(default=0.0, metadata={
+        "help": "Person guidance the voice writes and is scored with (run.yaml; likeme chat / eval --guidance "
+                "override it): NAME's slot sharpened against the two most active others' slots (use.guidance). "
+                "It sharpens what the voice learnt about the people: use it with --contrast. 0: off."})
     min_turns: int = field(default=20, metadata={
         "help": "With --learn-from everyone: the fewest turns a speaker needs to be learnt."})
     format: str = field(default="persona", metadata={
@@ -145,6 +149,12 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.name:
         raise LikemeError("say whose voice to learn: --as NAME (see likeme people)")
+    if cfg.guidance and cfg.format != "persona":
+        raise LikemeError("--guidance sharpens NAME's slot against the others' slots: use it with --format persona")
+    if cfg.guidance:
+        from likeme.use.guidance import check_alpha
+
+        check_alpha(cfg.guidance)
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     from transformers import EarlyStoppingCallback, set_seed
 

@@ -20,6 +20,10 @@ or `<|im_start|>` (a model that starts a new turn has finished its own), at the 
     >>> ana.generate("Sam: are you up?\\nAna:", max_new_tokens=12)   # raw text, no chat template
     ' yes, why'
 
+With `guidance` (run.yaml's, or `reply(..., guidance=1.0)`), NAME's slot is sharpened against the same chat in
+the slots of `against`, the other people the voice learned (`use.guidance`: classifier-free guidance with
+the person as the condition); 0 writes as trained.
+
 What comes back is a `Generation`: a str that also carries `.token_ids` (the generated ids, the stop
 token included) and `.finish` ("stop": the turn ended; "length": cut at max_new_tokens).
 """
@@ -57,8 +61,9 @@ class Voice:
 
     def __init__(self, model, tokenizer, *, name: str | None, partner: str | None, run: str,
                  format: str | None = None, context_turns: int = CONTEXT_TURNS, sampling: Sampling | None = None,
-                 recall: Callable[[str], list[str]] | None = None):
+                 recall: Callable[[str], list[str]] | None = None, guidance: float = 0.0, against: Sequence[str] = ()):
         from likeme.prompts import end_of_turn_id
+        from likeme.use.guidance import check_alpha
 
         self.model, self.tokenizer = model, tokenizer
         # text -> NAME's past messages most like it (recall.Recall), shown in the system turn as in training
@@ -75,6 +80,7 @@ class Voice:
             self.name = name or "Assistant"
         self.context_turns = context_turns
         self.sampling = sampling or Sampling()
+        self.guidance, self.against = check_alpha(guidance), [p for p in against if p != name]
         vocab = tokenizer.get_vocab()
         special = [vocab[t] for t in ("<|endoftext|>",) if t in vocab]  # a document ended: nothing more to say
         ends = [end_of_turn_id(tokenizer), tokenizer.eos_token_id, *special, *ids_of(model.generation_config.eos_token_id)]
@@ -94,7 +100,8 @@ class Voice:
 
     # -- prompts ---------------------------------------------------------------------------------
 
-    def prompt_ids(self, history: Sequence, *, max_new_tokens: int | None = None, system: str | None = None) -> list[int]:
+    def prompt_ids(self, history: Sequence, *, max_new_tokens: int | None = None, system: str | None = None,
+                   slot: str | None = None) -> list[int]:
         """The token ids `reply` feeds the model: the training prompt for NAME's next message.
 
         persona runs (the default): the chat template, as `datasets.persona_example` builds it. Names are
@@ -107,17 +114,18 @@ class Voice:
         and `max_new_tokens` would not fit in the model's context. With `recall`, NAME's past messages most
         like the last turn are listed in the system turn (`datasets.system_prompt`), as in training.
         `system`: more instructions, added to the system turn after the training one (persona runs) or as a
-        first line (transcript runs).
+        first line (transcript runs). `slot`: the same chat as someone else's next message (their persona
+        prompt, their turns the assistant's): person guidance's rival prompts.
         """
         if not self.name:
             raise LikemeError(f"{self.run} does not say whom it speaks as (no as: in a run.yaml): chat with a voice "
                               "run (likeme train voice --as NAME) or pass name= to likeme.load; "
                               "likeme generate continues raw text with any model")
         turns = as_turns(history, self.name, self.partner)[-self.context_turns:] if self.context_turns else []
-        recalled = self.recall(turns[-1].text) if self.recall is not None and turns else ()
+        recalled = self.recall(turns[-1].text) if self.recall is not None and turns and not slot else ()
         room = None if self.context_window is None else self.context_window - (max_new_tokens or 0)
         for start in range(max(1, len(turns))):  # older turns go first; the last one, being answered, stays
-            ids = self._prompt(turns[start:], recalled, system)
+            ids = self._prompt(turns[start:], recalled, system, slot)
             if room is None or len(ids) <= room:
                 return ids
         if len(ids) >= self.context_window:
@@ -127,11 +135,12 @@ class Voice:
         raise LikemeError(f"the prompt alone ({len(ids)} tokens) does not leave room for max_new_tokens="
                           f"{max_new_tokens} in the model's {self.context_window}-token context: lower --max-new-tokens")
 
-    def _prompt(self, turns, recalled=(), system: str | None = None) -> list[int]:
+    def _prompt(self, turns, recalled=(), system: str | None = None, slot: str | None = None) -> list[int]:
         from likeme.prompts import render_prompt
 
         try:
-            return render_prompt(self.tokenizer, turns, self.name, format=self.format, recalled=recalled, system=system)
+            return render_prompt(self.tokenizer, turns, slot or self.name, format=self.format, recalled=recalled,
+                                 system=system)
         except LikemeError as e:
             raise LikemeError(f"{self.run}: {e}") from e
 
@@ -172,7 +181,7 @@ class Voice:
 
     def reply(self, history: Sequence, *, stream: Callable[[str], Any] | None = None, best_of: int = 1,
               judge=None, json_schema=None, stop: Sequence[str] = (), system: str | None = None,
-              cancel=None, **sampling: Any) -> Generation | list[Generation]:
+              cancel=None, guidance: float | None = None, **sampling: Any) -> Generation | list[Generation]:
         """NAME's next message after `history`: a str, or a list of `num_return_sequences` strs.
 
         history: message strings (the partner's), `(author, text)` pairs or `Turn`s, oldest first;
@@ -187,6 +196,8 @@ class Voice:
         stop: strings that end the reply where they first appear (not included), as OpenAI's `stop`.
         system: more instructions for NAME, added to the system turn after the training one.
         cancel: a `threading.Event`; once set, generation stops after the current token (finish "cancelled").
+        guidance: person guidance for this call (default: the voice's `guidance`; 0: off), against the slots
+          of `against` (`use.guidance`); persona voices only.
         sampling: any `Sampling` field, for this call only: temperature=0.5, do_sample=False, seed=3, ...
 
         Example: voice.reply(["hi"], seed=1) -> 'heyy'; voice.reply([]) -> NAME opens the chat;
@@ -196,13 +207,20 @@ class Voice:
         """
         if best_of > 1:
             return self._best_of(history, best_of, judge, stream, dict(sampling, json_schema=json_schema, stop=stop,
-                                                                        system=system, cancel=cancel))
+                                                                        system=system, cancel=cancel, guidance=guidance))
+        from likeme.use.guidance import check_alpha
+
         settings = self.sampling.updated(**sampling)
         ids = self.prompt_ids(history, max_new_tokens=settings.max_new_tokens, system=system)
+        alpha = self.guidance if guidance is None else check_alpha(guidance)
+        if alpha and self.format != "persona":
+            raise LikemeError(f"{self.run}: person guidance needs a persona voice (its slots); this one is {self.format}")
+        rivals = [self.prompt_ids(history, max_new_tokens=settings.max_new_tokens, system=system, slot=p)
+                  for p in self.against] if alpha else []
         # A transcript line ends at its newline (NAME's consecutive messages are one line per reply here).
         return self._sample(ids, settings, self.reply_stop_ids, stream, strip=True,
                             line=self.format == "transcript" and json_schema is None,
-                            json_schema=json_schema, stop=stop, cancel=cancel)
+                            json_schema=json_schema, stop=stop, cancel=cancel, guide=(alpha, rivals))
 
     def _best_of(self, history: Sequence, n: int, judge, stream, sampling: dict) -> Generation:
         if judge is None:
@@ -235,9 +253,11 @@ class Voice:
                             stop=stop, cancel=cancel)
 
     def _sample(self, ids: list[int], settings: Sampling, stop_ids: list[int], stream, *, strip: bool,
-                line: bool = False, json_schema=None, stop: Sequence[str] = (), cancel=None):
+                line: bool = False, json_schema=None, stop: Sequence[str] = (), cancel=None, guide=(0.0, ())):
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from likeme.use.guidance import GuidanceLogits
 
         n = settings.num_return_sequences
         stop = [s for s in (stop or ()) if s]
@@ -251,6 +271,8 @@ class Voice:
             from transformers import set_seed
 
             set_seed(settings.seed)  # python, numpy and torch (CUDA included) RNGs: what generate() samples with
+        if guide[0] and guide[1]:  # first: the grammar then masks the guided scores
+            constrain.insert(0, GuidanceLogits(self.model, list(guide[1]), guide[0]))
         clean = Cleaner(self.tokenizer, stop_ids, self._markers + stop, strip, line)
         streamer = Streamer(clean, stream) if stream is not None and n == 1 else None
         input_ids = torch.tensor([ids], device=self.model.device)  # (1, T)
@@ -277,7 +299,7 @@ class Voice:
 
 def load(run: str | os.PathLike, *, device: Any = None, precision: Any = "auto", name: str | None = None,
          partner: str | None = None, format: str | None = None, context_turns: int | None = None,
-         recall: int | None = None, db=None) -> Voice:
+         recall: int | None = None, db=None, guidance: float | None = None) -> Voice:
     """A run folder (or any causal LM name `models.resolve` knows) -> a `Voice` ready to reply.
 
     device: default CUDA when available, else the CPU.
@@ -290,6 +312,8 @@ def load(run: str | os.PathLike, *, device: Any = None, precision: Any = "auto",
     format, context_turns: override the run's (to prompt a base model as a run was trained).
     recall, db: show NAME's `recall` past messages most like the last one, from the store `db` (default: as
       the run was trained, with the store it was trained from; 0: none).
+    guidance: person guidance (`use.guidance`; default run.yaml's `guidance`, else 0: off), against the other
+      people the run learned (`guidance.guide_people`).
 
     Example: load("runs/ana-voice") -> Voice(name='Ana', partner='Sam', run='runs/ana-voice', device='cpu')
     """
@@ -312,9 +336,13 @@ def load(run: str | os.PathLike, *, device: Any = None, precision: Any = "auto",
     if chosen.name == "int8":
         model = quantize_int8(model)
     config = runs.voice_config(meta)  # how the run's prompts were built in training
+    from likeme.use.guidance import guide_people
+
+    alpha = (config.get("guidance") or 0.0) if guidance is None else guidance
     voice = Voice(model, tokenizer, name=_opt_str(name), partner=_opt_str(partner),
                   run=str(run), format=format or config.get("format"),
-                  context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS))
+                  context_turns=int(context_turns or config.get("context_turns") or CONTEXT_TURNS),
+                  guidance=alpha, against=guide_people(meta, name) if name else ())
     voice.precision = chosen
     return with_recall(voice, config, recall, db)
 

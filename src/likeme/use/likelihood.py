@@ -101,6 +101,13 @@ class RunAndBase:
             return example_losses(model, examples, self.tokenizer.pad_token_id, self.batch_size)
 
 
+    def guided_losses(self, examples: list[dict], rivals: list[list[dict]], alpha: float) -> list[tuple[float, int]]:
+        """The run's losses with person guidance (`use.guidance`): `rivals[i]`, examples[i] in the rival slots."""
+        from likeme.use.guidance import guided_losses
+
+        return guided_losses(self.model, examples, rivals, alpha, self.tokenizer.pad_token_id)
+
+
 def ratio(run_losses, base_losses) -> list[float]:
     """Nats per token the run gains over the base on each example: (base NLL - run NLL) / tokens."""
     return [(b - r) / n if n else float("nan") for (r, n), (b, _) in zip(run_losses, base_losses)]
