@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--max-turns", type=int, default=200, help="test turns scored per person at most")
     ap.add_argument("--variant", action="append", default=[], metavar='LABEL="FLAGS"', help="another voice to train")
     ap.add_argument("--only", default=None, help="comma-separated labels to run")
+    ap.add_argument("--guided", action="append", default=[], metavar="LABEL:A",
+                    help="also a row for LABEL's voice scored and writing with person guidance A (likeme eval --guidance)")
     ap.add_argument("--contrast-steps", type=int, default=0, help="ORPO steps on others' replies after `everyone`")
     ap.add_argument("--contrast-flags", default="--loss orpo", help="flags of `likeme train prefer` for it")
     ap.add_argument("--judges", action="store_true", help="also an embedder and an author classifier's AUC")
@@ -107,6 +109,12 @@ def main() -> None:
             rows[label] = evaluate(out, test, args, env, train_s)
             if first:  # tuned from another row's run: its time counts too
                 rows[label]["seconds"] += rows[first]["seconds"]
+        for item in args.guided:
+            label, alpha = item.rsplit(":", 1)
+            if label in rows:
+                rows[f"{label}, guidance {alpha}"] = evaluate(root / f"run-{label}", test, args, env,
+                                                              rows[label]["train_s"], ["--guidance", alpha])
+                rows[f"{label}, guidance {alpha}"]["seconds"] = rows[label]["seconds"]
         if args.contrast_steps and "everyone" in rows:
             src, out = root / "run-everyone", root / "run-everyone+orpo"
             t = time.perf_counter()
@@ -148,12 +156,12 @@ def main() -> None:
         print(f"\nthe embedder's score of {args.name}'s real replies: {base['judge_score_real']:.4f}")
 
 
-def evaluate(run: Path, test: Path, args, env: dict, train_s: float) -> dict:
-    """`likeme eval --people` on the test turns; with --judges also replies written by the voice and judged by
-    the embedder of NAME (an independent judge: it never saw the voice)."""
+def evaluate(run: Path, test: Path, args, env: dict, train_s: float, more: list = ()) -> dict:
+    """`likeme eval --people` on the test turns (with `more` flags); with --judges also replies written by the
+    voice and judged by the embedder of NAME (an independent judge: it never saw the voice)."""
     judged = ["--judge", args.root / "judge-embedder", "--samples", args.samples] if args.judges and args.samples else []
     flags = ["eval", run, "--data", test, "--as", args.name, "--people", args.people, "--max-replies", args.max_turns,
-             *judged, "--json"]
+             *judged, *more, "--json"]
     kept = run / f"person-eval-{hashlib.sha256(repr(flags).encode()).hexdigest()[:12]}.json"  # a rerun reads it back
     if not kept.exists():
         kept.write_text(likeme(*flags, env=env))

@@ -55,6 +55,15 @@ def test_ingest_train_chat_eval(tmp_path, tiny_lm):
     result = json.loads(cli("eval", out, "--data", later, "--as", "Ana", "--json"))
     assert result["replies"] == 8 and result["ppl"] != result["base_ppl"]  # 4 sessions x 2 replies of Ana
     assert "replies by Ana: perplexity" in cli("eval", out, "--data", later, "--as", "Ana")
+    # person guidance: against the two people Ana's chats hear most from; written and scored the same way
+    guided = json.loads(cli("eval", out, "--data", later, "--as", "Ana", "--guidance", 1, "--json"))
+    assert guided["guidance"] == 1 and guided["against"] == ["Sam", "Bo"]
+    assert guided["by_person"]["Ana"]["ppl"] != result["by_person"]["Ana"]["ppl"]
+    assert guided["by_person"]["Ana"]["base_ppl"] == result["by_person"]["Ana"]["base_ppl"]
+    assert "with guidance 1 against Sam, Bo" in cli("eval", out, "--data", later, "--as", "Ana", "--guidance", 1)
+    assert "<|im" not in cli("chat", out, "-m", "plans?", "--seed", 1, "--max-new-tokens", 8, "--guidance", 1.5)
+    p = likeme_cli("chat", out, "-m", "plans?", "--guidance", 11)
+    assert p.returncode == 2 and "--guidance" in p.stderr  # click's range check: 0 to 10
 
 
 def test_train_errors_are_one_line(tmp_path, tiny_lm):
@@ -62,6 +71,8 @@ def test_train_errors_are_one_line(tmp_path, tiny_lm):
                         "--base", str(tiny_lm)], capture_output=True, text=True)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().startswith("Error: no messages by 'Nobody' in the store")
+    p = likeme_cli("train", "voice", "--as", "Ana", "--base", str(tiny_lm), "--format", "transcript", "--guidance", 1)
+    assert p.returncode == 1 and "--guidance" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = subprocess.run([LIKEME, "train", "voice", "--as", "Ana", "--base", "no-such-model"],
                        capture_output=True, text=True)
     assert p.returncode == 1 and "unknown model 'no-such-model'" in p.stderr and "Traceback" not in p.stderr

@@ -51,9 +51,13 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
         "help": "With --learn-from everyone: the weight of the person contrast (0: off): each training turn is "
                 "also scored in --contrast-slots other people's slots (NAME's first) and the model learns which "
                 "slot it belongs to, beside learning it (losses.SlotContrastLoss); a step costs about "
-                "--contrast-slots times as much."})
+                "--contrast-slots times as much. Off by default: on Richard III in 15 CPU minutes, --contrast 5 "
+                "--contrast-slots 2 --own-weight 3 --context-turns 4 took specificity from -1.4 points (the default "
+                "voice) to +60.5 and the likelihood-ratio judge from AUC 0.42 to 0.86, but NAME's own perplexity "
+                "drop from 23.2% to 5.7%: it learns whose a turn is, not yet the register beside it (BENCHMARKS.md)."})
     contrast_slots: int = field(default=3, metadata={
-        "help": "With --contrast: the slots each turn is scored in, its own speaker's included."})
+        "help": "With --contrast: the slots each turn is scored in, its own speaker's included (2: NAME's slot "
+                "for everyone else's turns, a third as many rows as 3 and, on Richard III, the sharper contrast)."})
     guidance: float = field(default=0.0, metadata={
         "help": "Person guidance the voice writes and is scored with (run.yaml; likeme chat / eval --guidance "
                 "override it): NAME's slot sharpened against the two most active others' slots (use.guidance). "
