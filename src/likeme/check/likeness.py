@@ -87,7 +87,8 @@ def specificity(scorer, found: dict, name: str, *, max_turns: int = MAX_TURNS, m
     own = per[name]["drop"]
     others = 1 - _ppl(others_run) / _ppl(others_base) if others_run else float("nan")
     return {"specificity": round(100 * (own - others), 2), "own_drop": own, "others_drop": round(others, 4),
-            "by_person": per, **({"guidance": guidance, "against": list(against)} if guidance and against else {}), "likelihood_auc": round(auc(labels, gains), 4) if 0 < sum(labels) < len(labels) else None}
+            "by_person": per, **({"guidance": guidance, "against": list(against)} if guidance and against else {}),
+            "likelihood_auc": round(auc(labels, gains), 4) if 0 < sum(labels) < len(labels) else None}
 
 
 def attribution(scorer, found: dict, people: list[str], *, name: str | None = None, max_turns: int = MAX_TURNS,
