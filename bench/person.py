@@ -16,7 +16,8 @@ Voices: `default` (likeme train voice as it is), `everyone` (--learn-from everyo
 --variant LABEL="FLAGS" (a LABEL "A+B" where A is a voice above is trained from A's run, `--base`, its
 time counted as A's plus its own), and with --contrast-steps K `everyone+orpo`: the everyone voice tuned K more steps
 with ORPO on pairs of NAME's real reply (chosen) against another person's in the same context (rejected;
-`likeme pairs --others --per-context 0`), its time counted as the everyone voice's plus its own. With
+`likeme pairs --others --per-context 0`), its time counted as the everyone voice's plus its own; --guided
+LABEL:A adds LABEL's voice scored with person guidance A (`likeme eval --guidance`). With
 --judges, an embedder of NAME and an author classifier are trained on the same store and their AUC on the
 same test turns printed beside. Prints one markdown table.
 """

@@ -97,8 +97,13 @@ class GuidanceLogits:
     (num_return_sequences) are guided against B copies of each."""
 
     def __init__(self, model, prompts: list[list[int]], alpha: float):
+        import inspect
+
         self.model, self.prompts, self.alpha = model, prompts, alpha
         self.state: list[dict | None] = [None] * len(prompts)
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        # transformers 5.25 renamed past_key_values to cache (the old name goes in 5.40)
+        self.cache_kw = "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
 
     def _next(self, k: int, input_ids):
         import torch
@@ -110,8 +115,8 @@ class GuidanceLogits:
         else:
             ids = input_ids[:, -1:]  # (B, 1): the token just chosen, in every slot alike
             st["mask"] = torch.cat([st["mask"], torch.ones_like(ids)], dim=1)
-        out = self.model(input_ids=ids, attention_mask=st["mask"], past_key_values=st["cache"], use_cache=True)
-        st["cache"] = out.past_key_values
+        out = self.model(input_ids=ids, attention_mask=st["mask"], use_cache=True, **{self.cache_kw: st["cache"]})
+        st["cache"] = out[self.cache_kw]
         return out.logits[:, -1]  # (B, V)
 
     def __call__(self, input_ids, scores):
