@@ -25,13 +25,11 @@ def main() -> None:
     import torch
 
     from likeme import runs
-    from likeme.batching import collate
     from likeme.check.evaluate import temporary_store
     from likeme.data.examples import even_sample, reply_sessions
     from likeme.data.slots import by_person, in_slot
-    from likeme.prompts import IGNORE
     from likeme.use.embedder import auc
-    from likeme.use.guidance import combine, guide_people
+    from likeme.use.guidance import combine, guide_people, labelled_logits
     from likeme.use.likelihood import RunAndBase
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,11 +51,9 @@ def main() -> None:
     found = by_person(sessions, context_turns=cfg.get("context_turns", 8))
 
     def logits(m, e):  # (N, V) at the labelled positions, and the N targets
-        b = collate([e], tok.pad_token_id)
         with torch.no_grad():
-            out = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[0, :-1].float()
-        t = b["labels"][0, 1:]
-        return out[t != IGNORE], t[t != IGNORE]
+            out, t = labelled_logits(m, e)
+        return out.float(), t
 
     model.eval()
     rows = {}

@@ -36,7 +36,9 @@ def _ppl(losses) -> float:
 
 
 def _target(example) -> list[int]:
-    return [t for t in example["labels"] if t != -100]  # IGNORE
+    from likeme.prompts import IGNORE
+
+    return [t for t in example["labels"] if t != IGNORE]
 
 
 def _scored(scorer, found: list, slot: str, max_length: int, guidance: float = 0.0, against=()):

@@ -54,6 +54,20 @@ def combine(own, rivals: list, alpha: float):
     return torch.log_softmax((1 + alpha) * own - alpha * neg, dim=-1)
 
 
+def labelled_logits(model, example: dict):
+    """(N, V) logits where the example has a label, and the N labels: one example, no padding, under no_grad
+    or not as the caller runs it. Example: a reply of 3 tokens and its end of turn -> ((4, V), (4,))"""
+    import torch
+
+    from likeme.prompts import IGNORE
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([example["input_ids"]], device=device)  # (1, T)
+    target = torch.tensor(example["labels"][1:], device=device)  # (T-1,): position t predicts token t+1
+    keep = target != IGNORE
+    return model(input_ids=ids).logits[0, :-1][keep], target[keep]
+
+
 def guided_losses(model, examples: list[dict], rivals: list[list[dict]], alpha: float,
                   pad_id: int) -> list[tuple[float, int]]:
     """Each example's summed negative log-likelihood over its labelled tokens under guidance, and how many
@@ -64,22 +78,13 @@ def guided_losses(model, examples: list[dict], rivals: list[list[dict]], alpha: 
     """
     import torch
 
-    from likeme.prompts import IGNORE
-
-    def labelled_logits(e):  # (N, V) logits where a token is labelled, and the N targets
-        ids = torch.tensor([e["input_ids"]], device=device)
-        target = torch.tensor(e["labels"][1:], device=device)
-        keep = target != IGNORE
-        return model(input_ids=ids).logits[0, :-1][keep], target[keep]
-
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
     with torch.no_grad():
         for e, others in zip(examples, rivals):
-            own, target = labelled_logits(e)
-            scored = [labelled_logits(r) for r in others]
+            own, target = labelled_logits(model, e)
+            scored = [labelled_logits(model, r) for r in others]
             if any(t.shape != target.shape or not torch.equal(t, target) for _, t in scored):
                 raise ValueError("a rival rendering labels other tokens than the example it stands beside")
             logp = combine(own, [x for x, _ in scored], alpha)
