@@ -54,7 +54,8 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "--contrast-slots times as much. Off by default: on Richard III in 15 CPU minutes, --contrast 5 "
                 "--contrast-slots 2 --own-weight 3 --context-turns 4 took specificity from -1.4 points (the default "
                 "voice) to +48.0, attribution from 38% to 81% and the likelihood-ratio judge from AUC 0.42 to 0.82, "
-                "but NAME's own perplexity drop from 23.2% to 5.7%: it learns whose a turn is, not yet the register beside it (BENCHMARKS.md)."})
+                "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
+                "1e-3 +41.3 at 15.2%: it learns whose a turn is at the cost of the register (BENCHMARKS.md)."})
     contrast_slots: int = field(default=3, metadata={
         "help": "With --contrast: the slots each turn is scored in, its own speaker's included (2: NAME's slot "
                 "for everyone else's turns, a third as many rows as 3 and, on Richard III, the sharper contrast)."})
