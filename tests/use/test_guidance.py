@@ -102,3 +102,19 @@ def test_a_guided_reply_is_the_guided_distribution_step_by_step(tiny_voice_run):
                 break
     got = voice.reply(history, do_sample=False, repetition_penalty=1.0, max_new_tokens=6)
     assert list(got.token_ids) == out
+
+
+def test_labelled_logits_keeps_the_labelled_positions_only():
+    """Position t predicts token t+1: a context of 3 tokens then 3 labelled ones -> 3 rows, the full
+    forward's rows 2..4, and the labels themselves."""
+    from tiny import tiny_causal_lm
+
+    from likeme.use.guidance import labelled_logits
+
+    model = tiny_causal_lm()
+    example = {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [IGNORE, IGNORE, IGNORE, 8, 9, 10]}
+    with torch.no_grad():
+        logits, target = labelled_logits(model, example)
+        full = model(input_ids=torch.tensor([example["input_ids"]])).logits[0]
+    assert target.tolist() == [8, 9, 10]
+    assert torch.allclose(logits, full[2:5])
