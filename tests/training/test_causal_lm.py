@@ -110,3 +110,11 @@ def test_slot_contrast_loss_against_hand_computed_values(packed):
     assert loss.item() == pytest.approx(lm.item() + 0.5 * contrast.item(), abs=1e-5)
     loss.backward()  # it trains the model
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # the hinge: max(0, margin - (own - rival)) per turn, in nats per token, averaged over the turns
+    leads = [s[0][0] / s[0][1] - max(x[0] / x[1] for x in s[1:]) for s in scored]
+    margin = max(lead.item() for lead in leads) + 0.1  # both turns inside it, so both pull
+    _, parts = SlotContrastLoss(weight=0.5, margin=margin)(model, batch)
+    assert parts["contrast"].item() == pytest.approx(sum(margin - lead.item() for lead in leads) / 2, abs=1e-5)
+    margin = (leads[0].item() + leads[1].item()) / 2  # only the turn with the smaller lead pulls
+    _, parts = SlotContrastLoss(weight=0.5, margin=margin)(model, batch)
+    assert parts["contrast"].item() == pytest.approx(abs(leads[0].item() - leads[1].item()) / 4, abs=1e-5)

@@ -56,6 +56,9 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "voice) to +48.0, attribution from 38% to 81% and the likelihood-ratio judge from AUC 0.42 to 0.82, "
                 "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
                 "1e-3 +41.3 at 15.2%: it learns whose a turn is at the cost of the register (BENCHMARKS.md)."})
+    contrast_margin: float = field(default=0.0, metadata={
+        "help": "With --contrast: 0 for the cross-entropy over the slots; M > 0 for a hinge that stops pulling a "
+                "turn apart once its own slot leads every rival by M nats per token (losses.SlotContrastLoss)."})
     contrast_slots: int = field(default=3, metadata={
         "help": "With --contrast: the slots each turn is scored in, its own speaker's included (2: NAME's slot "
                 "for everyone else's turns, a third as many rows as 3 and, on Richard III, the sharper contrast)."})
@@ -251,7 +254,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
             run, model, args, data.train,
             causal_lm.head_on_labels(  # the LM head runs only where a reply's tokens are predicted
                 lambda batch: batching.collate_groups(batch, pack), model),
-            trainer_cls=tr.with_objective(losses.SlotContrastLoss(cfg.contrast)) if rivals else tr.Trainer,
+            trainer_cls=tr.with_objective(losses.SlotContrastLoss(cfg.contrast, cfg.contrast_margin)) if rivals else tr.Trainer,
             progress=progress, total_steps=total,
             # A fixed, evenly spread subset keeps evaluations cheap on a CPU (~1 s per 8 examples for 135M).
             eval_dataset=causal_lm.spread(data.heldout, cfg.eval_max),
