@@ -28,7 +28,7 @@ def cli():
 for command in (data.ingest, data.people, data.messages, data.forget, data.runs_cmd, data.formats, data.models,
                 talk.chat, talk.generate_text, score.score, score.who, score.search, score.index_cmd, score.classify,
                 check.plan, check.eval_cmd, check.report, check.audit, check.tokenize,
-                ship.serve, ship.export_cmd, ship.studio, train.train, train.pairs, train.compare):
+                ship.serve, ship.export_cmd, ship.merge_cmd, ship.studio, train.train, train.pairs, train.compare):
     cli.add_command(command)
 
 

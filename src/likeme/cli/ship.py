@@ -65,6 +65,24 @@ def export_cmd(run, to, quant, out):
         click.echo(f"ollama create NAME -f {path} && ollama run NAME", err=True)
 
 
+@click.command("merge")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--weights", default=None, metavar="W,W,...",
+              help="One weight per run, comma-separated (default: equal, summing to 1).")
+@click.option("--out", type=click.Path(), required=True, help="The merged run's folder (new).")
+def merge_cmd(runs, weights, out):
+    """Merge LoRA voices of one base: the new run's update is the weighted sum of theirs (task arithmetic).
+
+    It prompts as the first run named (its people and slots). A person voice (--learn-from everyone
+    --contrast) merged with a register voice (the default) kept more of both on Richard III than either.
+
+    \b
+    likeme merge runs/ana-contrast runs/ana --weights 0.65,0.35 --out runs/ana-merged"""
+    from likeme.use.merge import merge, parse_weights
+
+    click.echo(str(merge(list(runs), parse_weights(weights, len(runs)), out)))
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but this machine's own (127.0.0.1, ::1) needs an API key.")
