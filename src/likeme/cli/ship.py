@@ -74,7 +74,7 @@ def merge_cmd(runs, weights, out):
     """Merge LoRA voices of one base: the new run's update is the weighted sum of theirs (task arithmetic).
 
     It prompts as the first run named (its people and slots). A person voice (--learn-from everyone
-    --contrast) merged with a register voice (the default) kept more of both on Richard III than either.
+    --contrast) merged with a register voice (the default) kept most of each on Richard III.
 
     \b
     likeme merge runs/ana-contrast runs/ana --weights 0.65,0.35 --out runs/ana-merged"""

@@ -6,7 +6,7 @@ merged run prompts as the first one named (its people, slots and context).
     likeme merge runs/ana-contrast runs/ana --weights 0.65,0.35 --out runs/ana-merged
 
 What it is for: a voice that learnt the person (`--learn-from everyone --contrast`) and one that learnt the
-register (`--learn-from me`) average into a voice with more of both than either, as an ensemble of two
+register (`--learn-from me`) average into one voice that keeps most of each, as an ensemble of two
 fine-tunes of one model does (BENCHMARKS.md, "Person, not genre").
 """
 from __future__ import annotations
