@@ -159,7 +159,10 @@ class LoraFields:
                 "(bench/voice_defaults.py); in 3 minutes on chatterbot 93 against 105; 64 gave 87 with an adapter "
                 "twice the size."})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scale numerator (2 x rank, the common choice)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path (small data overfits)."})
+    lora_dropout: float = field(default=0.0, metadata={
+        "help": "Dropout on the LoRA path (0: PEFT's default). Drawing its masks was a third of a voice step on a "
+                "2-core CPU: 0.05 made a step 1.7x slower (bench/lora_step.py); in 4 minutes the Richard III voice "
+                "reached held-out perplexity 71.88 without it, 73.27 with it (BENCHMARKS.md)."})
 
 
 def with_default(fields_cls, name: str, default) -> dataclasses.Field:

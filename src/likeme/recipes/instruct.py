@@ -42,7 +42,6 @@ class InstructConfig(RunFields, LoraFields, TrainingFields):
     trainable: str = field(default="lora", metadata={"choices": ["lora", "all"], "help": "LoRA adapters, or every weight."})
     lora_r: int = field(default=32, metadata={"help": "LoRA rank (the voice recipe's measured default)."})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scale numerator (2 x rank)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
     epochs: float = field(default=2.0, metadata={"help": "Passes over the examples (few examples: more passes)."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (overrides --epochs)."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate (default 5e-4 for LoRA, 2e-5 for all)."})
