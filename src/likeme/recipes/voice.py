@@ -58,7 +58,7 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "1e-3 +41.3 at 15.2%, with --context-turns 8 +23.9 at 18.7%: it learns whose a turn is at the cost of "
                 "the register. Off by default, as no single run kept NAME's own drop; what does, in the same 14 minutes: "
                 "--contrast 2 --contrast-slots 2 --own-weight 3 for 10 minutes, a default voice for 4, then likeme merge "
-                "0.65 / 0.35: +7.3 at 22.6% (the default voice: -3.9 at 22.5%; BENCHMARKS.md)."})
+                "0.65 / 0.35: +7.3 at 22.6% (the default voice: -3.6 at 22.8%; BENCHMARKS.md)."})
     contrast_margin: float = field(default=0.0, metadata={
         "help": "With --contrast: 0 for the cross-entropy over the slots; M > 0 for a hinge that stops pulling a "
                 "turn apart once its own slot leads every rival by M nats per token (losses.SlotContrastLoss). On "
