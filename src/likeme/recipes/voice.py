@@ -56,7 +56,7 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "voice) to +48.0, attribution from 38% to 81% and the likelihood-ratio judge from AUC 0.42 to 0.82, "
                 "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
                 "1e-3 +41.3 at 15.2%, with --context-turns 8 +23.9 at 18.7%: it learns whose a turn is at the cost of "
-                "the register. Off by default, as no single run kept NAME's own drop; what does, in the same 14 minutes: "
+                "the register. Off by default, as no single run kept NAME's own drop; what nearly does, in 14 minutes: "
                 "--contrast 2 --contrast-slots 2 --own-weight 3 for 10 minutes, a default voice for 4, then likeme merge "
                 "0.65 / 0.35: +7.3 at 22.6% (the default voice: -3.6 at 22.8%; BENCHMARKS.md)."})
     contrast_margin: float = field(default=0.0, metadata={
