@@ -38,7 +38,7 @@ class MetricsCallback(TrainerCallback):
         logs = logs or {}
         now = time.time()
         row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4),
-               "seconds": round(self.offset + now - self.started, 1)}
+               "seconds": round(self.offset + now - self.started, 3)}
         if "loss" in logs:
             dt = now - self.last[0]
             row.update(loss=round(logs["loss"], 4), lr=logs.get("learning_rate"),
