@@ -152,3 +152,59 @@ def test_small_data_guard(setup, capsys):
     assert "warning: 20 training examples for 60 steps of 4: 12 passes" in err, err[-400:]
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval_loss" in r][:2] == [12, 24]  # 60 // 5
+
+
+def _state(run):
+    from likeme import models
+    return {k: v.detach().clone() for k, v in models.load_causal_lm(run)[0].state_dict().items()}
+
+
+def test_blend_is_the_contrast_voice_and_the_own_voice_summed(setup):
+    """--blend 0.4: a contrast voice and a --learn-from me voice trained as runs in RUN/parts/, and RUN's weights
+    the base plus 0.6 and 0.4 of their updates, scored as any voice is."""
+    tmp, base = setup
+    run = train_voice(cfg(tmp, base, learn_from="everyone", contrast=1.0, contrast_slots=2, min_turns=5, blend=0.4, max_steps=2,
+                          lr=5e-3, score_max=3), progress=False)
+    contrast, own = run / "parts" / "contrast", run / "parts" / "me"
+    cm, om, meta = (yaml.safe_load((r / "run.yaml").read_text()) for r in (contrast, own, run))
+    assert cm["status"] == om["status"] == meta["status"] == "done"
+    assert cm["config"]["learn_from"] == "everyone" and cm["config"]["contrast"] == 1.0 and cm["config"]["blend"] == 0
+    assert om["config"]["learn_from"] == "me" and om["config"]["contrast"] == 0
+    assert meta["merged_from"] == [{"run": "parts/contrast", "weight": 0.6}, {"run": "parts/me", "weight": 0.4}]
+    assert meta["speakers"] == cm["speakers"] and set(meta["speakers"]) >= {"Ana", "Sam"}  # speaks as either
+    b, c, o, blended = _state(base), _state(contrast), _state(own), _state(run)
+    moved = [k for k in b if (c[k] - b[k]).abs().max() > 1e-6 and (o[k] - b[k]).abs().max() > 1e-6]
+    assert moved  # both parts changed some weights, so the check below can fail
+    for k in b:
+        assert torch.allclose(blended[k], b[k] + 0.6 * (c[k] - b[k]) + 0.4 * (o[k] - b[k]), atol=1e-6), k
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["contrast"]["steps"] == m["me"]["steps"] == 2 and m["steps"] == 4
+    assert m["base_ppl"] == om["baseline"]["ppl"] and m["scored_replies"] == 3  # NAME's replies the own voice scores
+    assert m["ppl"] != m["me"]["ppl"] and "specificity" in m and "specificity" in m["me"]
+    assert (run / "model" / "chat_template.jinja").is_file()
+
+
+def test_blend_resumes_in_the_part_it_stopped_in(setup):
+    """Ctrl-C in the contrast part, then --resume on RUN: the part continues, the own voice trains, the same
+    blend as in one go."""
+    tmp, base = setup
+    kw = {"learn_from": "everyone", "contrast": 1.0, "contrast_slots": 2, "min_turns": 5, "blend": 0.5, "max_steps": 4, "lr": 5e-3}
+    straight = train_voice(cfg(tmp, base, out=str(tmp / "straight"), **kw), progress=False)
+    with pytest.raises(Interrupted):
+        train_voice(cfg(tmp, base, **kw), progress=False, callbacks=[interrupt_at(3)])
+    run = tmp / "run"
+    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
+    assert not (run / "parts" / "me").exists() and not (run / "model").exists()
+    train_voice(VoiceConfig(out=str(run)), resume=True, progress=False)
+    a, b = _state(straight), _state(run)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert not torch.allclose(a["model.layers.0.self_attn.q_proj.weight"], _state(base)["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_blend_needs_a_contrast(setup):
+    tmp, base = setup
+    with pytest.raises(LikemeError, match="--blend"):
+        train_voice(cfg(tmp, base, blend=0.3), progress=False)
+    with pytest.raises(LikemeError, match="--blend"):
+        train_voice(cfg(tmp, base, learn_from="everyone", contrast=1.0, blend=1.0), progress=False)
+    assert not (tmp / "run").exists()

@@ -38,14 +38,31 @@ def parse_weights(text: str | None, count: int) -> list[float]:
     return weights
 
 
+def combine(refs: list, weights: list[float]):
+    """The base model of `refs` (resolved LoRA runs, models.resolve) with one adapter, "default", whose
+    update is sum(w_i * update_i): the runs' adapters side by side, each scaled by its weight."""
+    from peft import PeftModel
+
+    from likeme import models
+
+    model, _ = models.load_causal_lm(refs[0].base)
+    names = [f"run{i}" for i in range(len(refs))]
+    merged = PeftModel.from_pretrained(model, str(refs[0].adapter), adapter_name=names[0])
+    for name, ref in zip(names[1:], refs[1:]):
+        merged.load_adapter(str(ref.adapter), adapter_name=name)
+    merged.add_weighted_adapter(names, weights, "default", combination_type="cat")
+    merged.set_adapter("default")
+    for name in names:
+        merged.delete_adapter(name)
+    return merged
+
+
 def merge(runs_: list[str | os.PathLike], weights: list[float], out: str | os.PathLike) -> Path:
     """Write a run at `out` whose LoRA update is sum(w_i * update_i) of `runs_`; returns `out`.
 
     A one-line error for fewer than two runs, a run without a LoRA adapter (--trainable all: its weights are
     the model), runs of different base models or prompt formats, and an `out` that exists.
     """
-    from peft import PeftModel
-
     from likeme import models, runs
     from likeme.paths import atomic_dir
 
@@ -71,16 +88,7 @@ def merge(runs_: list[str | os.PathLike], weights: list[float], out: str | os.Pa
     if len(formats) > 1:
         raise LikemeError(f"the runs prompt in different formats ({', '.join(sorted(formats))}): merge runs of one format")
 
-    model, _ = models.load_causal_lm(refs[0].base)
-    names = [f"run{i}" for i in range(len(refs))]
-    merged = PeftModel.from_pretrained(model, str(refs[0].adapter), adapter_name=names[0])
-    for name, ref in zip(names[1:], refs[1:]):
-        merged.load_adapter(str(ref.adapter), adapter_name=name)
-    merged.add_weighted_adapter(names, weights, "default", combination_type="cat")
-    merged.set_adapter("default")
-    for name in names:
-        merged.delete_adapter(name)
-
+    merged = combine(refs, weights)
     meta = dict(metas[0])
     meta["base"] = runs.base_of(refs[0].path, metas[0])
     meta["merged_from"] = [{"run": str(ref.path), "weight": w} for ref, w in zip(refs, weights)]
