@@ -58,13 +58,15 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
                 "1e-3 +41.3 at 15.2%, with --context-turns 8 +23.9 at 18.7%: it learns whose a turn is at the cost of "
                 "the register. Off by default, as no single run kept NAME's own drop; what nearly does, in 14 minutes: "
-                "--contrast 2 --contrast-slots 2 --own-weight 3 for 10 minutes, a default voice for 4, then likeme merge "
-                "0.65 / 0.35: +7.3 at 22.6% (the default voice: -3.6 at 22.8%; BENCHMARKS.md)."})
+                "--contrast 2 --contrast-slots 2 --own-weight 3 --blend 0.35 --max-minutes 14 (this voice, then NAME's "
+                "own, merged 0.65 / 0.35): +7.5 at 22.5% (the 4-minute default voice: -3.6 at 22.8%; BENCHMARKS.md)."})
     blend: float = field(default=0.0, metadata={
         "help": "With --contrast: train the contrast voice (the person) and then a --learn-from me voice (the "
                 "register), in RUN/parts/, and sum their LoRA updates (1 - W) and W into RUN (likeme merge); "
-                "--max-minutes is shared between them in the same proportion. 0: off. A contrast voice learns whose "
-                "a turn is at a cost to NAME's own perplexity that NAME's own voice pays back: the recipe above."})
+                "--max-minutes is shared between them in the same proportion; --resume continues the part that "
+                "stopped. 0: off. The contrast voice learns whose a turn is at a cost to NAME's own perplexity that "
+                "NAME's own voice pays back; a larger W keeps more of NAME's own drop and less specificity (the recipe "
+                "above; likeme merge takes any weights)."})
     contrast_margin: float = field(default=0.0, metadata={
         "help": "With --contrast: 0 for the cross-entropy over the slots; M > 0 for a hinge that stops pulling a "
                 "turn apart once its own slot leads every rival by M nats per token (losses.SlotContrastLoss). On "
