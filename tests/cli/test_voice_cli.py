@@ -85,7 +85,7 @@ def test_blend_through_the_cli_speaks_as_two_people(tmp_path, tiny_lm):
     printed = cli("train", "voice", "--as", "Ana", "--db", db, "--base", tiny_lm, "--learn-from", "everyone",
                   "--contrast", 1, "--contrast-slots", 2, "--min-turns", 5, "--blend", 0.35, "--max-steps", 2,
                   "--batch-size", 4, "--grad-accum", 1, "--out", out, "-q")
-    assert "after 4 steps (blended 0.65 / 0.35: the contrast voice" in printed and "specificity" in printed
+    assert "after 4 steps (blended 0.65 / 0.35: the contrast voice" in printed and "the register voice" in printed and "specificity" in printed
     replies = {name: cli("chat", out, "--as", name, "-m", "plans?", "--seed", 1, "--max-new-tokens", 6, "--backend", "torch")
                for name in ("Ana", "Sam")}
     assert all(r.strip() for r in replies.values())

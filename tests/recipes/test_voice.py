@@ -160,17 +160,17 @@ def _state(run):
 
 
 def test_blend_is_the_contrast_voice_and_the_own_voice_summed(setup):
-    """--blend 0.4: a contrast voice and a --learn-from me voice trained as runs in RUN/parts/, and RUN's weights
-    the base plus 0.6 and 0.4 of their updates, scored as any voice is."""
+    """--blend 0.4: a contrast voice and a register voice (everyone's turns, no contrast) trained as runs in
+    RUN/parts/, and RUN's weights the base plus 0.6 and 0.4 of their updates, scored as any voice is."""
     tmp, base = setup
     run = train_voice(cfg(tmp, base, learn_from="everyone", contrast=1.0, contrast_slots=2, min_turns=5, blend=0.4, max_steps=2,
                           lr=5e-3, score_max=3), progress=False)
-    contrast, own = run / "parts" / "contrast", run / "parts" / "me"
+    contrast, own = run / "parts" / "contrast", run / "parts" / "register"
     cm, om, meta = (yaml.safe_load((r / "run.yaml").read_text()) for r in (contrast, own, run))
     assert cm["status"] == om["status"] == meta["status"] == "done"
     assert cm["config"]["learn_from"] == "everyone" and cm["config"]["contrast"] == 1.0 and cm["config"]["blend"] == 0
-    assert om["config"]["learn_from"] == "me" and om["config"]["contrast"] == 0
-    assert meta["merged_from"] == [{"run": "parts/contrast", "weight": 0.6}, {"run": "parts/me", "weight": 0.4}]
+    assert om["config"]["learn_from"] == "everyone" and om["config"]["contrast"] == 0 and om["config"]["own_weight"] == 1
+    assert meta["merged_from"] == [{"run": "parts/contrast", "weight": 0.6}, {"run": "parts/register", "weight": 0.4}]
     assert meta["speakers"] == cm["speakers"] and set(meta["speakers"]) >= {"Ana", "Sam"}  # speaks as either
     b, c, o, blended = _state(base), _state(contrast), _state(own), _state(run)
     moved = [k for k in b if (c[k] - b[k]).abs().max() > 1e-6 and (o[k] - b[k]).abs().max() > 1e-6]
@@ -178,15 +178,15 @@ def test_blend_is_the_contrast_voice_and_the_own_voice_summed(setup):
     for k in b:
         assert torch.allclose(blended[k], b[k] + 0.6 * (c[k] - b[k]) + 0.4 * (o[k] - b[k]), atol=1e-6), k
     m = json.loads((run / "metrics.json").read_text())
-    assert m["contrast"]["steps"] == m["me"]["steps"] == 2 and m["steps"] == 4
-    assert m["base_ppl"] == om["baseline"]["ppl"] and m["scored_replies"] == 3  # NAME's replies the own voice scores
-    assert m["ppl"] != m["me"]["ppl"] and "specificity" in m and "specificity" in m["me"]
+    assert m["contrast"]["steps"] == m["register"]["steps"] == 2 and m["steps"] == 4
+    assert m["base_ppl"] == om["baseline"]["ppl"] and m["scored_replies"] == 3  # NAME's replies, as the parts score them
+    assert m["ppl"] != m["register"]["ppl"] and "specificity" in m and "specificity" in m["register"]
     assert (run / "model" / "chat_template.jinja").is_file()
 
 
 def test_blend_resumes_in_the_part_it_stopped_in(setup):
-    """Ctrl-C in the contrast part, then --resume on RUN: the part continues, the own voice trains, the same
-    blend as in one go."""
+    """Ctrl-C in the contrast part, then --resume on RUN: the part continues, the register voice trains, the
+    same blend as in one go."""
     tmp, base = setup
     kw = {"learn_from": "everyone", "contrast": 1.0, "contrast_slots": 2, "min_turns": 5, "blend": 0.5, "max_steps": 4, "lr": 5e-3}
     straight = train_voice(cfg(tmp, base, out=str(tmp / "straight"), **kw), progress=False)
@@ -194,7 +194,7 @@ def test_blend_resumes_in_the_part_it_stopped_in(setup):
         train_voice(cfg(tmp, base, **kw), progress=False, callbacks=[interrupt_at(3)])
     run = tmp / "run"
     assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
-    assert not (run / "parts" / "me").exists() and not (run / "model").exists()
+    assert not (run / "parts" / "register").exists() and not (run / "model").exists()
     train_voice(VoiceConfig(out=str(run)), resume=True, progress=False)
     a, b = _state(straight), _state(run)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

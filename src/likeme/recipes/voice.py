@@ -61,12 +61,12 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "--contrast 2 --contrast-slots 2 --own-weight 3 --blend 0.35 --max-minutes 14 (this voice, then NAME's "
                 "own, merged 0.65 / 0.35): +7.5 at 22.5% (the 4-minute default voice: -3.6 at 22.8%; BENCHMARKS.md)."})
     blend: float = field(default=0.0, metadata={
-        "help": "With --contrast: train the contrast voice (the person) and then a --learn-from me voice (the "
-                "register), in RUN/parts/, and sum their LoRA updates (1 - W) and W into RUN (likeme merge); "
-                "--max-minutes is shared between them in the same proportion; --resume continues the part that "
-                "stopped. 0: off. The contrast voice learns whose a turn is at a cost to NAME's own perplexity that "
-                "NAME's own voice pays back; a larger W keeps more of NAME's own drop and less specificity (the recipe "
-                "above; likeme merge takes any weights)."})
+        "help": "With --contrast: train the contrast voice (the person) and then a register voice (the same "
+                "--learn-from everyone without the contrast), as runs in RUN/parts/, and sum their LoRA updates "
+                "(1 - W) and W into RUN (likeme merge); --max-minutes is shared between them in the same "
+                "proportion; --resume continues the part that stopped. 0: off. The contrast voice learns whose a "
+                "turn is at a cost to NAME's own perplexity that the register voice pays back; a larger W keeps "
+                "more of NAME's own drop and less specificity (likeme merge takes any weights)."})
     contrast_margin: float = field(default=0.0, metadata={
         "help": "With --contrast: 0 for the cross-entropy over the slots; M > 0 for a hinge that stops pulling a "
                 "turn apart once its own slot leads every rival by M nats per token (losses.SlotContrastLoss). On "
@@ -152,9 +152,9 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
 def summary(cfg: VoiceConfig, run: Path, m: dict) -> str:
     """What `likeme train voice` prints when done: the held-out perplexity, base and trained."""
     parts = ""
-    if "contrast" in m and "me" in m:  # --blend
+    if "contrast" in m and "register" in m:  # --blend
         parts = (f" (blended {1 - cfg.blend:g} / {cfg.blend:g}: the contrast voice {m['contrast']['ppl']:.2f}, "
-                 f"the own voice {m['me']['ppl']:.2f})")
+                 f"the register voice {m['register']['ppl']:.2f})")
     spec = f"; specificity {m['specificity']:+.1f} points" if m.get("specificity") is not None else ""
     return (f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
             f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps{parts}{spec}\n"
@@ -215,7 +215,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
         check_alpha(cfg.guidance)
     if not resume and cfg.blend and (not 0 < cfg.blend < 1 or not cfg.contrast or cfg.trainable != "lora"):
-        raise LikemeError("--blend W (between 0 and 1) mixes a --contrast voice with NAME's own: give it with "
+        raise LikemeError("--blend W (between 0 and 1) mixes a --contrast voice with a register voice: give it with "
                           "--learn-from everyone --contrast C and LoRA (--trainable lora)")
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     if cfg.blend:
@@ -315,9 +315,10 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
 
 
 def blend(run, cfg: VoiceConfig, *, progress: bool = True, callbacks=()) -> Path:
-    """--blend W: the --contrast voice and a --learn-from me voice, trained one after the other as runs in
-    RUN/parts/ (each resumes where it stopped), then one adapter whose update is (1 - W) and W of theirs
-    (use.merge), scored on NAME's held-out replies and the others' as any voice is, into RUN."""
+    """--blend W: the --contrast voice and a register voice (everyone's turns in their slots, no contrast),
+    trained one after the other as runs in RUN/parts/ (each resumes where it stopped), then one adapter whose
+    update is (1 - W) and W of theirs (use.merge), scored on NAME's held-out replies and the others' as any
+    voice is, into RUN."""
     from dataclasses import replace
 
     from likeme import models, runs
@@ -330,11 +331,11 @@ def blend(run, cfg: VoiceConfig, *, progress: bool = True, callbacks=()) -> Path
         return cfg.max_minutes * share if cfg.max_minutes else None
 
     parts = {"contrast": replace(cfg, blend=0.0, max_minutes=minutes(1 - cfg.blend), out=str(run.path / "parts" / "contrast")),
-             "me": replace(cfg, blend=0.0, max_minutes=minutes(cfg.blend), out=str(run.path / "parts" / "me"),
-                           learn_from="me", contrast=0.0, own_weight=1)}
+             "register": replace(cfg, blend=0.0, max_minutes=minutes(cfg.blend), out=str(run.path / "parts" / "register"),
+                                 contrast=0.0, own_weight=1)}
     tok = causal_lm.load_tokenizer(cfg.base)
     with Store(cfg.db) as store:
-        data, others = datasets(parts["me"], store, tok)  # NAME's held-out replies and the others', as the parts score them
+        data, others = datasets(replace(parts["register"], learn_from="me"), store, tok)  # NAME's held-out replies, the others
         provenance = store.provenance(cfg.name)
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner})
     with run.recording():
@@ -345,7 +346,7 @@ def blend(run, cfg: VoiceConfig, *, progress: bool = True, callbacks=()) -> Path
         metas = {name: runs.read_meta(part.out) for name, part in parts.items()}
         weights = [1 - cfg.blend, cfg.blend]
         model = merge.combine([models.resolve(part.out) for part in parts.values()], weights)
-        run.update(baseline=metas["me"]["baseline"], speakers=metas["contrast"].get("speakers") or {},
+        run.update(baseline=metas["register"]["baseline"], speakers=metas["contrast"].get("speakers") or {},
                    merged_from=[{"run": str(Path(part.out).relative_to(run.path)), "weight": w}
                                 for part, w in zip(parts.values(), weights)])
         scored = examples.even_sample(data.heldout, cfg.score_max)
