@@ -44,8 +44,8 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "medium from all of them and NAME from the contrast; NAME's voice is the same model in NAME's slot, "
                 "and `likeme chat RUN --as OTHER` speaks as another (persona format). Default me: on Richard III "
                 "(30 CPU steps) everyone raised NAME's own drop (23.2% to 23.9%) and attribution (38% to 43%) but "
-                "not specificity (-1.4 to -2.1 points; bench/person.py, BENCHMARKS.md); --contrast is what moves "
-                "attribution there."})
+                "not specificity (-1.4 to -2.1 points; bench/person.py, BENCHMARKS.md); in 4 minutes without LoRA "
+                "dropout, 26.2% against 22.8% (specificity -4.3 against -3.6). --contrast is what moves attribution."})
     own_weight: int = field(default=1, metadata={
         "help": "With --learn-from everyone: NAME's examples count this many times in each pass."})
     contrast: float = field(default=0.0, metadata={
@@ -57,9 +57,10 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "voice) to +48.0, attribution from 38% to 81% and the likelihood-ratio judge from AUC 0.42 to 0.82, "
                 "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
                 "1e-3 +41.3 at 15.2%, with --context-turns 8 +23.9 at 18.7%: it learns whose a turn is at the cost of "
-                "the register. Off by default, as no single run kept NAME's own drop; what nearly does, in 14 minutes: "
-                "--contrast 2 --contrast-slots 2 --own-weight 3 --blend 0.35 --max-minutes 14 (this voice, then NAME's "
-                "own, merged 0.65 / 0.35): +7.5 at 22.5% (the 4-minute default voice: -3.6 at 22.8%; BENCHMARKS.md)."})
+                "the register. Off by default, as no single run kept NAME's own drop; what does, in 14 minutes: "
+                "--contrast 2 --contrast-slots 2 --own-weight 3 --blend 0.3 --max-minutes 14 (this voice, then a "
+                "register voice, merged 0.7 / 0.3): +11.5 at 23.0% (the 4-minute default voice: -3.6 at 22.8%; "
+                "BENCHMARKS.md)."})
     blend: float = field(default=0.0, metadata={
         "help": "With --contrast: train the contrast voice (the person) and then a register voice (the same "
                 "--learn-from everyone without the contrast), as runs in RUN/parts/, and sum their LoRA updates "
