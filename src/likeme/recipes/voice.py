@@ -57,10 +57,11 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
                 "voice) to +48.0, attribution from 38% to 81% and the likelihood-ratio judge from AUC 0.42 to 0.82, "
                 "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
                 "1e-3 +41.3 at 15.2%, with --context-turns 8 +23.9 at 18.7%: it learns whose a turn is at the cost of "
-                "the register. Off by default, as no single run kept NAME's own drop; what does, in 14 minutes: "
-                "--contrast 2 --contrast-slots 2 --own-weight 3 --blend 0.3 --max-minutes 14 (this voice, then a "
-                "register voice, merged 0.7 / 0.3): +11.5 at 23.0% (the 4-minute default voice: -3.6 at 22.8%; "
-                "BENCHMARKS.md)."})
+                "the register. No single run kept NAME's own drop; what does, in 14 minutes: --contrast 2 "
+                "--contrast-slots 2 --own-weight 3 --blend 0.3 --max-minutes 14 (this voice, then a register voice, "
+                "merged 0.7 / 0.3): +11.5 at 23.0% (the 4-minute default voice: -3.6 at 22.8%; BENCHMARKS.md). Off "
+                "by default: it needs other people in NAME's chats, and 14 minutes where the default voice's best weights "
+                "come within 4."})
     blend: float = field(default=0.0, metadata={
         "help": "With --contrast: train the contrast voice (the person) and then a register voice (the same "
                 "--learn-from everyone without the contrast), as runs in RUN/parts/, and sum their LoRA updates "
