@@ -16,7 +16,6 @@ base_others_ppl, scored_others) and specificity: NAME's drop from the base minus
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,42 +162,6 @@ def summary(cfg: VoiceConfig, run: Path, m: dict) -> str:
             f"Talk to it: likeme chat {run}")
 
 
-def datasets(cfg: VoiceConfig, store, tok):
-    """(data, others) for `cfg`: the training and held-out examples (examples.Dataset) and other people's
-    held-out turns in NAME's slot (for specificity; [] in the transcript format)."""
-    from datetime import timedelta
-
-    from likeme.data import examples, slots
-    from likeme.use import recall
-
-    gap = timedelta(hours=cfg.session_gap_hours)
-    if cfg.format == "persona":
-        memory = (lambda train_s: recall.for_training(train_s, cfg.name, cfg.recall, cfg.recall_model)) \
-            if cfg.recall else None
-        if cfg.learn_from == "everyone":
-            if cfg.recall:
-                raise LikemeError("--recall with --learn-from everyone is not supported: use one of them")
-            data = slots.everyone_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
-                                          max_length=cfg.block_size, heldout=cfg.heldout, gap=gap,
-                                          min_turns=cfg.min_turns,
-                                          contrast=cfg.contrast_slots if cfg.contrast else 0)
-            data.train += data.train[: data.speakers[cfg.name]] * (cfg.own_weight - 1)  # NAME's come first
-        else:
-            if cfg.contrast:
-                raise LikemeError("--contrast sets NAME's turns against the others' slots: add --learn-from everyone")
-            data = examples.persona_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
-                                            max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, recall=memory)
-        others = slots.others_heldout(store, cfg.name, tok, context_turns=cfg.context_turns,
-                                      max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, at_most=cfg.score_max)
-    else:
-        if cfg.learn_from != "me":
-            raise LikemeError("--learn-from everyone needs --format persona (transcript: --loss-on all)")
-        data = examples.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
-                                           loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
-        others = []
-    return data, others
-
-
 def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True, callbacks=()) -> Path:
     """Train, evaluate and save a voice; returns the run folder. Ctrl-C stops after the current step
     with a checkpoint and raises `runs.Interrupted`; `resume=True` continues from the latest checkpoint."""
@@ -206,6 +169,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     from likeme.check import plots
     from likeme.data import examples
     from likeme.data.store import Store
+    from likeme.training import person
 
     # -- setup -----------------------------------------------------------------------------------
     if not resume and not cfg.name:
@@ -221,7 +185,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
                           "--learn-from everyone --contrast C and LoRA (--trainable lora)")
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     if cfg.blend:
-        return blend(run, cfg, progress=progress, callbacks=callbacks)
+        return person.blend(run, cfg, train_voice, progress=progress, callbacks=callbacks)
     from transformers import EarlyStoppingCallback, set_seed
 
     from likeme.training import causal_lm, losses, trainable
@@ -231,7 +195,7 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
     set_seed(cfg.seed)
     tok = causal_lm.load_tokenizer(cfg.base)  # the data is checked before the (slower) model loads
     with Store(cfg.db) as store:
-        data, others = datasets(cfg, store, tok)
+        data, others = person.datasets(cfg, store, tok)
         provenance = store.provenance(cfg.name)
     canaries = []
     if cfg.canaries:
@@ -312,55 +276,5 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         # -- save --------------------------------------------------------------------------------
         causal_lm.save(run, model, tok)  # the adapter (LoRA) or the full weights, and the tokenizer
         plots.learning_curves(run.path, ylabel="loss (nats/token)")
-        run.finish(figures)
-    return run.path
-
-
-def blend(run, cfg: VoiceConfig, *, progress: bool = True, callbacks=()) -> Path:
-    """--blend W: the --contrast voice and a register voice (everyone's turns in their slots, no contrast),
-    trained one after the other as runs in RUN/parts/ (each resumes where it stopped), then one adapter whose
-    update is (1 - W) and W of theirs (use.merge), scored on NAME's held-out replies and the others' as any
-    voice is, into RUN."""
-    from dataclasses import replace
-
-    from likeme import models, runs
-    from likeme.data import examples
-    from likeme.data.store import Store
-    from likeme.training import causal_lm
-    from likeme.use import merge
-
-    def minutes(share):
-        return cfg.max_minutes * share if cfg.max_minutes else None
-
-    parts = {"contrast": replace(cfg, blend=0.0, max_minutes=minutes(1 - cfg.blend), out=str(run.path / "parts" / "contrast")),
-             "register": replace(cfg, blend=0.0, max_minutes=minutes(cfg.blend), out=str(run.path / "parts" / "register"),
-                                 contrast=0.0, own_weight=1)}
-    tok = causal_lm.load_tokenizer(cfg.base)
-    with Store(cfg.db) as store:
-        data, others = datasets(replace(parts["register"], learn_from="me"), store, tok)  # NAME's held-out replies, the others
-        provenance = store.provenance(cfg.name)
-    run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner})
-    with run.recording():
-        for name, part in parts.items():
-            done = runs.read_meta(part.out).get("status") if (Path(part.out) / runs.RUN_FILE).is_file() else None
-            if done != "done":
-                train_voice(part, resume=done is not None, progress=progress, callbacks=callbacks)
-        metas = {name: runs.read_meta(part.out) for name, part in parts.items()}
-        weights = [1 - cfg.blend, cfg.blend]
-        model = merge.combine([models.resolve(part.out) for part in parts.values()], weights)
-        run.update(baseline=metas["register"]["baseline"], speakers=metas["contrast"].get("speakers") or {},
-                   merged_from=[{"run": str(Path(part.out).relative_to(run.path)), "weight": w}
-                                for part, w in zip(parts.values(), weights)])
-        scored = examples.even_sample(data.heldout, cfg.score_max)
-        ppl = causal_lm.perplexity(model, scored, tok.pad_token_id, cfg.batch_size)
-        figures = {"base_ppl": run.meta["baseline"]["ppl"], "ppl": ppl,
-                   **causal_lm.specificity(run, model, others, tok.pad_token_id, cfg.batch_size, ppl),
-                   "heldout_replies": len(data.heldout), "scored_replies": len(scored)}
-        for name, part in parts.items():  # each part's own figures, beside the blend's
-            pm = json.loads((Path(part.out) / "metrics.json").read_text())
-            figures[name] = {k: pm[k] for k in ("ppl", "specificity", "steps", "seconds") if k in pm}
-        figures["steps"] = sum(figures[name].get("steps", 0) for name in parts)
-        figures["seconds"] = round(sum(figures[name].get("seconds", 0) for name in parts), 3)
-        causal_lm.save(run, model, tok)
         run.finish(figures)
     return run.path
