@@ -152,10 +152,8 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
 
 def summary(cfg: VoiceConfig, run: Path, m: dict) -> str:
     """What `likeme train voice` prints when done: the held-out perplexity, base and trained."""
-    parts = ""
-    if "contrast" in m and "register" in m:  # --blend
-        parts = (f" (blended {1 - cfg.blend:g} / {cfg.blend:g}: the contrast voice {m['contrast']['ppl']:.2f}, "
-                 f"the register voice {m['register']['ppl']:.2f})")
+    parts = (f" (blended {1 - cfg.blend:g} / {cfg.blend:g}: the contrast voice {m['contrast']['ppl']:.2f}, "
+             f"the register voice {m['register']['ppl']:.2f})") if cfg.blend else ""
     spec = f"; specificity {m['specificity']:+.1f} points" if m.get("specificity") is not None else ""
     return (f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
             f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps{parts}{spec}\n"
