@@ -12,7 +12,9 @@ eval RUN --data TEST --as NAME --people ...` gives on the test turns:
 - NAME's own perplexity drop from the base, the others' drop, specificity (points; own minus others);
 - attribution accuracy of the three people's turns (the slot that makes a turn most likely), run and base;
 - the likelihood-ratio judge's AUC at telling NAME's single turns from others'.
-Voices: `default` (likeme train voice as it is), `everyone` (--learn-from everyone), any given with
+Voices: `me` (--learn-from me: NAME's replies alone, the default before the person settings), `everyone`
+(--learn-from everyone without the contrast), `default` (likeme train voice as it is: everyone, the person
+contrast and a register blend), any given with
 --variant LABEL="FLAGS" (a LABEL "A+B" where A is a voice above is trained from A's run, `--base`, its
 time counted as A's plus its own), and with --contrast-steps K `everyone+orpo`: the everyone voice tuned K more steps
 with ORPO on pairs of NAME's real reply (chosen) against another person's in the same context (rejected;
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--as", dest="name", default="Gloucester")
     ap.add_argument("--people", default="Gloucester,Queen Elizabeth,Buckingham")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--minutes", type=float, default=None, help="train each voice this many minutes (not --steps)")
     ap.add_argument("--max-turns", type=int, default=200, help="test turns scored per person at most")
     ap.add_argument("--variant", action="append", default=[], metavar='LABEL="FLAGS"', help="another voice to train")
     ap.add_argument("--only", default=None, help="comma-separated labels to run")
@@ -81,7 +84,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
     args = ap.parse_args()
 
-    variants = {"default": "", "everyone": "--learn-from everyone"}
+    variants = {"me": "--learn-from me", "everyone": "--learn-from everyone --contrast 0 --own-weight 1", "default": ""}
     variants.update(dict(v.split("=", 1) for v in args.variant))
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
@@ -104,7 +107,8 @@ def main() -> None:
             first = label.split("+")[0] if "+" in label and label.split("+")[0] in rows else None
             t = time.perf_counter()
             if not (out / "metrics.json").exists():
-                likeme("train", "voice", "--as", args.name, "--db", db, "--max-steps", args.steps, "--out", out,
+                budget = ["--max-minutes", args.minutes] if args.minutes else ["--max-steps", args.steps]
+                likeme("train", "voice", "--as", args.name, "--db", db, *budget, "--out", out,
                        *(["--base", root / f"run-{first}"] if first else []), *flags.split(), env=env)
             train_s = time.perf_counter() - t
             rows[label] = evaluate(out, test, args, env, train_s)
@@ -131,7 +135,8 @@ def main() -> None:
             rows["everyone+orpo"] = row
 
     people = args.people.split(",")
-    print(f"\n{args.name}'s voice, {args.steps} steps each; test: {Path(test).name}\n")
+    each = f"{args.minutes:g} minutes" if args.minutes else f"{args.steps} steps"
+    print(f"\n{args.name}'s voice, {each} each; test: {Path(test).name}\n")
     head = ["figure"] + list(rows)
     print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     base = next(iter(rows.values()))

@@ -17,7 +17,8 @@ echo "== likeme ingest"
 "$BIN/likeme" ingest "$CHAT"
 "$BIN/likeme" people
 echo
-echo "== likeme train voice --as Robin --max-steps $STEPS   (LoRA on smollm2-135m, CPU)"
+echo "== likeme train voice --as Robin --max-steps $STEPS   (LoRA on smollm2-135m, CPU: everyone's turns in their"
+echo "   own slots, a contrast voice of Robin against Sam and Kai, then a register voice, merged 0.7 / 0.3)"
 "$BIN/likeme" train voice --as Robin --max-steps "$STEPS" --heldout 0.05 --eval-every 15 --eval-max 24 \
     --out "$LIKEME_HOME/runs/robin"
 echo

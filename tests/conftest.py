@@ -70,4 +70,4 @@ def tiny_voice_run(_tiny_models, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("voice-run")
     three_person_store(tmp / "s.db").close()
     return train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp)),
-                                   max_steps=2, batch_size=4, grad_accum=1, eval_every=2, out=str(tmp / "ana")), progress=False)
+                                   learn_from="me", max_steps=2, batch_size=4, grad_accum=1, eval_every=2, out=str(tmp / "ana")), progress=False)

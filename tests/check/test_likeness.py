@@ -168,10 +168,10 @@ def test_a_voice_learns_with_the_person_contrast(tmp_path, tiny_lm):
     three_person_store(tmp_path / "s.db").close()
     out = tmp_path / "run"
     common = ["train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm, "--min-turns", "5",
-              "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--contrast", "1"]
-    p = likeme_cli(*common, "--out", tmp_path / "bad")
+              "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--contrast", "1", "--contrast-slots", "3"]
+    p = likeme_cli(*common, "--learn-from", "me", "--out", tmp_path / "bad")
     assert p.returncode == 1 and "--learn-from everyone" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    p = likeme_cli(*common, "--learn-from", "everyone", "--out", out)
+    p = likeme_cli(*common, "--learn-from", "everyone", "--blend", 0, "--out", out)
     assert p.returncode == 0, p.stderr
     steps = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     trained = [s for s in steps if "loss" in s]

@@ -83,12 +83,12 @@ def test_blend_through_the_cli_speaks_as_two_people(tmp_path, tiny_lm):
     db, out = tmp_path / "s.db", tmp_path / "run"
     cli("ingest", whatsapp_group(tmp_path / "WhatsApp Chat with Pizza Club.txt", 15, datetime(2024, 1, 1, 18)), "--db", db)
     printed = cli("train", "voice", "--as", "Ana", "--db", db, "--base", tiny_lm, "--learn-from", "everyone",
-                  "--contrast", 1, "--contrast-slots", 2, "--min-turns", 5, "--blend", 0.35, "--max-steps", 2,
+                  "--contrast", 1, "--contrast-slots", 2, "--min-turns", 5, "--blend", 0.35, "--max-steps", 4,
                   "--batch-size", 4, "--grad-accum", 1, "--out", out, "-q")
     assert "after 4 steps (blended 0.65 / 0.35: the contrast voice" in printed and "the register voice" in printed and "specificity" in printed
     replies = {name: cli("chat", out, "--as", name, "-m", "plans?", "--seed", 1, "--max-new-tokens", 6, "--backend", "torch")
                for name in ("Ana", "Sam")}
     assert all(r.strip() for r in replies.values())
-    bad = likeme_cli("train", "voice", "--as", "Ana", "--db", db, "--base", tiny_lm, "--blend", 0.35,
+    bad = likeme_cli("train", "voice", "--as", "Ana", "--db", db, "--base", tiny_lm, "--blend", 0.35, "--contrast", 0,
                      "--out", tmp_path / "bad")
     assert bad.returncode == 1 and "--blend" in bad.stderr and not (tmp_path / "bad").exists()

@@ -19,7 +19,7 @@ def setup(tmp_path, tiny_lm):
 
 def cfg(tmp_path, base, **kw):
     kw = {"name": "Ana", "db": str(tmp_path / "s.db"), "base": str(base), "batch_size": 4, "grad_accum": 1, "eval_every": 2,
-          "out": str(tmp_path / "run"), **kw}
+          "out": str(tmp_path / "run"), "learn_from": "me", **kw}  # one plain run unless a test asks for everyone
     return VoiceConfig(**kw)
 
 
@@ -161,9 +161,10 @@ def _state(run):
 
 def test_blend_is_the_contrast_voice_and_the_own_voice_summed(setup):
     """--blend 0.4: a contrast voice and a register voice (everyone's turns, no contrast) trained as runs in
-    RUN/parts/, and RUN's weights the base plus 0.6 and 0.4 of their updates, scored as any voice is."""
+    RUN/parts/ on 0.6 and 0.4 of --max-steps, and RUN's weights the base plus 0.6 and 0.4 of their updates,
+    scored as any voice is."""
     tmp, base = setup
-    run = train_voice(cfg(tmp, base, learn_from="everyone", contrast=1.0, contrast_slots=2, min_turns=5, blend=0.4, max_steps=2,
+    run = train_voice(cfg(tmp, base, learn_from="everyone", contrast=1.0, contrast_slots=2, min_turns=5, blend=0.4, max_steps=4,
                           lr=5e-3, score_max=3), progress=False)
     contrast, own = run / "parts" / "contrast", run / "parts" / "register"
     cm, om, meta = (yaml.safe_load((r / "run.yaml").read_text()) for r in (contrast, own, run))
@@ -182,13 +183,18 @@ def test_blend_is_the_contrast_voice_and_the_own_voice_summed(setup):
     assert m["base_ppl"] == om["baseline"]["ppl"] and m["scored_replies"] == 3  # NAME's replies, as the parts score them
     assert m["ppl"] != m["register"]["ppl"] and "specificity" in m and "specificity" in m["register"]
     assert (run / "model" / "chat_template.jinja").is_file()
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]  # the parts' rows, one after the other
+    trained = [(r["part"], r["step"], r["max_steps"]) for r in rows if "loss" in r]
+    assert trained == [("contrast", 1, 4), ("contrast", 2, 4), ("register", 3, 4), ("register", 4, 4)]
+    assert [r["seconds"] for r in rows] == sorted(r["seconds"] for r in rows)
+    assert (run / "plots" / "loss.png").stat().st_size > 1000
 
 
 def test_blend_resumes_in_the_part_it_stopped_in(setup):
     """Ctrl-C in the contrast part, then --resume on RUN: the part continues, the register voice trains, the
     same blend as in one go."""
     tmp, base = setup
-    kw = {"learn_from": "everyone", "contrast": 1.0, "contrast_slots": 2, "min_turns": 5, "blend": 0.5, "max_steps": 4, "lr": 5e-3}
+    kw = {"learn_from": "everyone", "contrast": 1.0, "contrast_slots": 2, "min_turns": 5, "blend": 0.5, "max_steps": 8, "lr": 5e-3}
     straight = train_voice(cfg(tmp, base, out=str(tmp / "straight"), **kw), progress=False)
     with pytest.raises(Interrupted):
         train_voice(cfg(tmp, base, **kw), progress=False, callbacks=[interrupt_at(3)])
@@ -196,15 +202,49 @@ def test_blend_resumes_in_the_part_it_stopped_in(setup):
     assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
     assert not (run / "parts" / "register").exists() and not (run / "model").exists()
     train_voice(VoiceConfig(out=str(run)), resume=True, progress=False)
+    steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps == list(range(1, 9))  # each step once in RUN's rows too
     a, b = _state(straight), _state(run)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert not torch.allclose(a["model.layers.0.self_attn.q_proj.weight"], _state(base)["model.layers.0.self_attn.q_proj.weight"])
 
 
-def test_blend_needs_a_contrast(setup):
+def test_person_settings_fall_away_where_they_cannot_apply(setup, capsys):
+    """The defaults learn from everyone with the contrast and a blend; what a default cannot do falls away, with
+    a note; what a flag asks for that cannot be is refused before anything is written."""
+    from likeme.data.store import Store
+    from likeme.training.person import settings
+
     tmp, base = setup
-    with pytest.raises(LikemeError, match="--blend"):
-        train_voice(cfg(tmp, base, blend=0.3), progress=False)
-    with pytest.raises(LikemeError, match="--blend"):
+    with Store(tmp / "s.db") as store:
+        default = VoiceConfig(name="Ana", min_turns=5)
+        assert (default.learn_from, default.contrast, default.contrast_slots, default.own_weight, default.blend) == \
+            ("everyone", None, 2, 3, None)
+        filled, note = settings(default, store)  # Ana and Sam have 5 training turns or more
+        assert (filled.learn_from, filled.contrast, filled.blend, note) == ("everyone", 2.0, 0.3, None)
+        few, note = settings(VoiceConfig(name="Ana", min_turns=1000), store)
+        assert (few.learn_from, few.contrast, few.blend) == ("me", 0, 0) and "without the person contrast" in note
+        me, note = settings(VoiceConfig(name="Ana", learn_from="me"), store)
+        assert (me.contrast, me.blend, note) == (0, 0, None)
+        tr, note = settings(VoiceConfig(name="Ana", format="transcript"), store)
+        assert (tr.learn_from, tr.contrast, tr.blend, note) == ("me", 0, 0, None)
+        full, note = settings(VoiceConfig(name="Ana", min_turns=5, trainable="all"), store)
+        assert (full.learn_from, full.contrast, full.blend) == ("everyone", 0, 0) and "LoRA" in note
+        plain, note = settings(VoiceConfig(name="Ana", min_turns=5, contrast=0.0), store)
+        assert (plain.learn_from, plain.contrast, plain.blend, note) == ("everyone", 0, 0, None)
+        sharp, _ = settings(VoiceConfig(name="Ana", min_turns=5, blend=0.0), store)
+        assert (sharp.contrast, sharp.blend) == (2.0, 0)
+        recall, note = settings(VoiceConfig(name="Ana", min_turns=5, recall=2), store)
+        assert (recall.learn_from, recall.contrast, recall.blend) == ("me", 0, 0) and "--recall" in note
+        for bad, flag in ((dict(learn_from="me", contrast=1.0), "--learn-from everyone"),
+                          (dict(blend=0.3, contrast=0.0), "--contrast C"), (dict(blend=1.0), "--blend 1"),
+                          (dict(blend=0.3, trainable="all"), "LoRA")):
+            with pytest.raises(LikemeError, match=flag):
+                settings(VoiceConfig(name="Ana", min_turns=5, **bad), store)
+    run = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(base), min_turns=1000, max_steps=1,
+                                  batch_size=4, grad_accum=1, out=str(tmp / "few")), progress=False)
+    assert "note: learning without the person contrast" in capsys.readouterr().err
+    assert yaml.safe_load((run / "run.yaml").read_text())["config"]["blend"] == 0 and not (run / "parts").exists()
+    with pytest.raises(LikemeError, match="--blend 1"):
         train_voice(cfg(tmp, base, learn_from="everyone", contrast=1.0, blend=1.0), progress=False)
     assert not (tmp / "run").exists()

@@ -43,7 +43,7 @@ def runs(_tiny_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     three_person_store(tmp / "s.db").close()
     voice = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "lm", tmp)),
-                                    max_steps=2, batch_size=4, grad_accum=1, eval_every=2, out=str(tmp / "ana-voice")), progress=False)
+                                    learn_from="me", max_steps=2, batch_size=4, grad_accum=1, eval_every=2, out=str(tmp / "ana-voice")), progress=False)
     embedder = train_embedder(EmbedConfig(name="Ana", db=str(tmp / "s.db"), base=str(_copy(_tiny_models, "st", tmp)),
                                           max_steps=4, batch_size=8, eval_every=4, out=str(tmp / "ana-embedder")),
                               progress=False)

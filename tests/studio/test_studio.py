@@ -64,7 +64,8 @@ def snap(page, name: str) -> None:
 
 
 def checkpoint_of(run: Path) -> int | None:
-    found = [int(p.name.split("-")[-1]) for p in (run / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    found = [int(p.name.split("-")[-1]) for p in run.glob("**/checkpoints/checkpoint-*")  # a blend's: in RUN/parts/
+             if (p / "trainer_state.json").is_file()]
     return max(found) if found else None
 
 

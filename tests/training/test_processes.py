@@ -26,7 +26,7 @@ def store(tmp_path, tiny_lm):
 
 def train_args(tmp, base, out, *extra):
     return ["train", "voice", "--as", "Ana", "--db", tmp / "s.db", "--base", base, "--trainable", "all",
-            "--eval-every", "2", "--out", tmp / out, "-q", *extra]
+            "--eval-every", "2", "--learn-from", "me", "--out", tmp / out, "-q", *extra]
 
 
 def rows(run):

@@ -18,7 +18,7 @@ def two_runs(tiny_voice_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("merge")
     three_person_store(tmp / "s.db").close()
     other = train_voice(VoiceConfig(name="Ana", db=str(tmp / "s.db"), base=runs.base_of(tiny_voice_run),
-                                    learn_from="everyone", max_steps=2, batch_size=4, grad_accum=1, eval_every=2,
+                                    learn_from="everyone", min_turns=5, contrast=0.0, max_steps=2, batch_size=4, grad_accum=1, eval_every=2,
                                     lr=5e-3, out=str(tmp / "everyone")), progress=False)
     return tiny_voice_run, other
 

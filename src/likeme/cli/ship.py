@@ -73,11 +73,12 @@ def export_cmd(run, to, quant, out):
 def merge_cmd(runs, weights, out):
     """Merge LoRA voices of one base: the new run's update is the weighted sum of theirs (task arithmetic).
 
-    It prompts as the first run named (its people and slots). A person voice (--learn-from everyone
-    --contrast) merged with a register voice (the default) kept most of each on Richard III.
+    It prompts as the first run named (its people and slots). A person voice (--blend 0: the contrast
+    alone) merged with a register voice (--contrast 0) kept most of each on Richard III; `train voice`
+    does this by default (--blend).
 
     \b
-    likeme merge runs/ana-contrast runs/ana --weights 0.65,0.35 --out runs/ana-merged"""
+    likeme merge runs/ana-contrast runs/ana-register --weights 0.65,0.35 --out runs/ana-merged"""
     from likeme.use.merge import merge, parse_weights
 
     click.echo(str(merge(list(runs), parse_weights(weights, len(runs)), out)))

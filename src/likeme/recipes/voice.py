@@ -1,8 +1,13 @@
 """Write like me: fine-tune a causal LM on one person's side of their chats.
 
-    likeme train voice --as Ana                     # LoRA on smollm2-135m, persona format
-    likeme train voice --as Ana --max-steps 60 --out runs/ana
+    likeme train voice --as Ana                     # LoRA on smollm2-135m: everyone's turns in their slots
+    likeme train voice --as Ana --max-minutes 14 --out runs/ana
+    likeme train voice --as Ana --learn-from me     # Ana's replies alone: one plain run
     likeme train voice --out runs/ana --resume      # after Ctrl-C or a kill
+
+By default a voice learns from everyone in NAME's chats, each speaker in their own slot, with the person
+contrast, and is the blend of two parts (training/person.py): a contrast voice and a register voice,
+merged; where nobody else speaks enough it is NAME's replies alone, one run.
 
 setup (store -> dataset, base model, what trains) -> train (transformers' Trainer, early stopping on
 the held-out loss, a checkpoint at each evaluation and on Ctrl-C) -> evaluate (held-out perplexity of
@@ -36,44 +41,43 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
     db: str | None = field(default=None, metadata={"help": "The store to read (default: $LIKEME_HOME/likeme.db)."})
     base: str = field(default="smollm2-135m", metadata={
         "help": "Base model: smollm2-135m, a local folder, a run or a Hugging Face id you have."})
-    learn_from: str = field(default="me", metadata={
+    learn_from: str = field(default="everyone", metadata={
         "choices": ["me", "everyone"],
-        "help": "me: NAME's replies only; everyone: every speaker's turns of NAME's chats (at least --min-turns "
-                "each), each in its own speaker's slot (the system turn names them), so the model learns the "
-                "medium from all of them and NAME from the contrast; NAME's voice is the same model in NAME's slot, "
-                "and `likeme chat RUN --as OTHER` speaks as another (persona format). Default me: on Richard III "
-                "(30 CPU steps) everyone raised NAME's own drop (23.2% to 23.9%) and attribution (38% to 43%) but "
-                "not specificity (-1.4 to -2.1 points; bench/person.py, BENCHMARKS.md); in 4 minutes without LoRA "
-                "dropout, 26.2% against 22.8% (specificity -4.3 against -3.6). --contrast is what moves attribution."})
-    own_weight: int = field(default=1, metadata={
-        "help": "With --learn-from everyone: NAME's examples count this many times in each pass."})
-    contrast: float = field(default=0.0, metadata={
+        "help": "everyone: every speaker's turns of NAME's chats (at least --min-turns each), each in its own "
+                "speaker's slot (the system turn names them), so the model learns the medium from all of them and "
+                "NAME from the contrast (--contrast, --blend); NAME's voice is the same model in NAME's slot, and "
+                "`likeme chat RUN --as OTHER` speaks as another. NAME's replies alone where nobody else has "
+                "--min-turns turns (a note says so). me: NAME's replies only, no contrast, no blend (the voice of "
+                "before: on Richard III its perplexity drop on other people's lines beat its drop on NAME's, "
+                "specificity -2.0 points; BENCHMARKS.md, 'Person, not genre')."})
+    own_weight: int = field(default=3, metadata={
+        "help": "With --learn-from everyone: NAME's examples count this many times in each pass (in the contrast "
+                "voice; a --blend's register voice counts them once)."})
+    contrast: float | None = field(default=None, metadata={
         "help": "With --learn-from everyone: the weight of the person contrast (0: off): each training turn is "
                 "also scored in --contrast-slots other people's slots (NAME's first) and the model learns which "
                 "slot it belongs to, beside learning it (losses.SlotContrastLoss); a step costs about "
-                "--contrast-slots times as much. Off by default: on Richard III in 15 CPU minutes, --contrast 5 "
-                "--contrast-slots 2 --own-weight 3 --context-turns 4 took specificity from -1.4 points (the default "
-                "voice) to +48.0, attribution from 38% to 81% and the likelihood-ratio judge from AUC 0.42 to 0.82, "
-                "but NAME's own perplexity drop from 23.2% to 5.7%; --contrast 2 gave +6.0 at 20.0%, and with --lr "
-                "1e-3 +41.3 at 15.2%, with --context-turns 8 +23.9 at 18.7%: it learns whose a turn is at the cost of "
-                "the register. No single run kept NAME's own drop; what does, in 14 minutes: --contrast 2 "
-                "--contrast-slots 2 --own-weight 3 --blend 0.3 --max-minutes 14 (this voice, then a register voice, "
-                "merged 0.7 / 0.3): +11.5 at 23.0% (the 4-minute default voice: -3.6 at 22.8%; BENCHMARKS.md). Off "
-                "by default: it needs other people in NAME's chats, and 14 minutes where the default voice's best weights "
-                "come within 4."})
-    blend: float = field(default=0.0, metadata={
+                "--contrast-slots times as much. Alone it learns whose a turn is at a cost to NAME's own "
+                "perplexity (Richard III, 14 CPU minutes: specificity +21.4 points, attribution 80%, own drop 18.7% "
+                "against 22.8%), which --blend pays back. Default 2 with --learn-from everyone (0: --learn-from me), "
+                "left out (a note says so) where nobody else has --min-turns turns. The defaults (--contrast 2 "
+                "--contrast-slots 2 --own-weight 3 --blend 0.3) are the settings that raised specificity most per CPU minute without "
+                "losing NAME's own drop: in 14 minutes +9.4 points at 23.0% (the voice of NAME alone: -2.0 at "
+                "22.8%), attribution 72.5% (38.9%; base model 45.0%; BENCHMARKS.md)."})
+    blend: float | None = field(default=None, metadata={
         "help": "With --contrast: train the contrast voice (the person) and then a register voice (the same "
                 "--learn-from everyone without the contrast), as runs in RUN/parts/, and sum their LoRA updates "
-                "(1 - W) and W into RUN (likeme merge); --max-minutes is shared between them in the same "
-                "proportion; --resume continues the part that stopped. 0: off. The contrast voice learns whose a "
-                "turn is at a cost to NAME's own perplexity that the register voice pays back; a larger W keeps "
-                "more of NAME's own drop and less specificity (likeme merge takes any weights)."})
+                "(1 - W) and W into RUN (likeme merge); the run's --max-minutes, --max-steps or --epochs (one pass "
+                "by default) is shared between them in the same proportion; --resume continues the part that "
+                "stopped. A larger W keeps more of NAME's own drop and less specificity (likeme merge takes any "
+                "weights). Default 0.3 with --contrast; 0: the contrast voice alone. LoRA only (left unset with "
+                "--trainable all, the contrast is left out too)."})
     contrast_margin: float = field(default=0.0, metadata={
         "help": "With --contrast: 0 for the cross-entropy over the slots; M > 0 for a hinge that stops pulling a "
                 "turn apart once its own slot leads every rival by M nats per token (losses.SlotContrastLoss). On "
                 "Richard III --contrast 2 --contrast-margin 0.2 never stopped (the turns' lead stayed near 0) and "
                 "gave specificity -2.1 at an own drop of 22.5%, between the cross-entropy's weights 1 and 2."})
-    contrast_slots: int = field(default=3, metadata={
+    contrast_slots: int = field(default=2, metadata={
         "help": "With --contrast: the slots each turn is scored in, its own speaker's included (2: NAME's slot "
                 "for everyone else's turns, a third as many rows as 3 and, on Richard III, the sharper contrast)."})
     guidance: float = field(default=0.0, metadata={
@@ -151,9 +155,13 @@ class VoiceConfig(RunFields, LoraFields, TrainingFields):
 
 
 def summary(cfg: VoiceConfig, run: Path, m: dict) -> str:
-    """What `likeme train voice` prints when done: the held-out perplexity, base and trained."""
-    parts = (f" (blended {1 - cfg.blend:g} / {cfg.blend:g}: the contrast voice {m['contrast']['ppl']:.2f}, "
-             f"the register voice {m['register']['ppl']:.2f})") if cfg.blend else ""
+    """What `likeme train voice` prints when done: the held-out perplexity, base and trained (and, for a blend,
+    its parts'; the person settings as they applied, from run.yaml)."""
+    from likeme import runs
+
+    w = (runs.read_meta(run).get("config") or {}).get("blend") or 0
+    parts = (f" (blended {1 - w:g} / {w:g}: the contrast voice {m['contrast']['ppl']:.2f}, "
+             f"the register voice {m['register']['ppl']:.2f})") if w and "register" in m else ""
     spec = f"; specificity {m['specificity']:+.1f} points" if m.get("specificity") is not None else ""
     return (f"{run}: held-out perplexity of {cfg.name or 'the voice'}'s replies "
             f"{m['base_ppl']:.2f} (base) -> {m['ppl']:.2f} after {m['steps']} steps{parts}{spec}\n"
@@ -178,9 +186,14 @@ def train_voice(cfg: VoiceConfig, *, resume: bool = False, progress: bool = True
         from likeme.use.guidance import check_alpha
 
         check_alpha(cfg.guidance)
-    if not resume and cfg.blend and (not 0 < cfg.blend < 1 or not cfg.contrast or cfg.trainable != "lora"):
-        raise LikemeError("--blend W (between 0 and 1) mixes a --contrast voice with a register voice: give it with "
-                          "--learn-from everyone --contrast C and LoRA (--trainable lora)")
+    if not resume:  # the person settings as they apply to this store (the data is checked before anything is written)
+        from likeme.processes import is_main
+
+        models.resolve(cfg.base)
+        with Store(cfg.db) as store:
+            cfg, note = person.settings(cfg, store)
+        if note and is_main():
+            print(f"note: {note}", file=sys.stderr)
     run, cfg = runs.start("voice", cfg, default_name=f"{runs.slug(cfg.name)}-voice", resume=resume)
     if cfg.blend:
         return person.blend(run, cfg, train_voice, progress=progress, callbacks=callbacks)
