@@ -89,8 +89,8 @@ def test_plan_against_a_measured_run(tmp_path, tiny_lm):
     e = p["estimate"]
     assert p["examples"] == 20 and e["method"] == "lora" and e["batch"] == 2 and p["accum"] == 4 and e["fits"]
     text = likeme_cli("plan", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm).stdout
-    assert "fits" in text and "likeme train voice --as Ana" in text
-    run = likeme(tmp_path, "train", "voice", "--as", "Ana", "--db", tmp_path / "s.db", "--base", tiny_lm, "--max-steps",
+    assert "fits" in text and "likeme train voice --as Ana --learn-from me" in text  # what it plans: Ana's replies
+    run = likeme(tmp_path, "train", "voice", "--as", "Ana", "--learn-from", "me", "--db", tmp_path / "s.db", "--base", tiny_lm, "--max-steps",
                      e["steps"], "--eval-every", 1000, "--out", tmp_path / "run", "-q")
     assert run.returncode == 0, run.stderr
     got = plan.measured(tmp_path / "run")

@@ -366,10 +366,13 @@ def render(p: dict) -> str:
     ]
     if e["advice"]:
         lines.append(e["advice"])
-    lines.append(f"  likeme train voice --as {_quote(p['name'])} --base {p['base']} {flags} --batch-size {e['batch']} "
-                 f"--grad-accum {p.get('accum', 1)} --precision {e['precision']} --max-steps {e['steps']}" +
-                 (" --packing" if p.get("packing") else " --no-packing") +
+    lines.append(f"  likeme train voice --as {_quote(p['name'])} --learn-from me --base {p['base']} {flags} "
+                 f"--batch-size {e['batch']} --grad-accum {p.get('accum', 1)} --precision {e['precision']} "
+                 f"--max-steps {e['steps']}" + (" --packing" if p.get("packing") else " --no-packing") +
                  (" --checkpointing" if p.get("checkpointing") else " --no-checkpointing"))
+    lines.append(f"This plans {p['name']}'s replies alone (--learn-from me). Without it the voice learns from everyone "
+                 f"in {p['name']}'s chats with the person contrast (more examples, and a contrast step costs about "
+                 "twice as much): give it a time budget, --max-minutes.")
     return "\n".join(lines)
 
 
