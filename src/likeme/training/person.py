@@ -24,8 +24,8 @@ def settings(cfg, store):
     a LikemeError:
     - --learn-from me or --format transcript: no contrast, no blend (they need the others' slots);
     - --recall (NAME's own past messages): NAME's replies alone;
-    - NAME and at least one other speaker with --min-turns turns in NAME's training chats, or no contrast
-      and no blend: the contrast compares their slots (with nobody else to learn from, NAME's replies alone);
+    - the contrast compares NAME's slot with others': without NAME and another speaker with --min-turns turns
+      in NAME's training chats, no contrast and no blend (and with nobody else to learn from, NAME alone);
     - --blend merges LoRA adapters: with another --trainable, no contrast and no blend.
 
     Example: a store where Ana speaks only with Bo, who wrote 3 messages -> (cfg with learn_from "me", contrast 0,
@@ -71,8 +71,9 @@ def settings(cfg, store):
 
 
 def datasets(cfg, store, tok):
-    """(data, others) for `cfg`: the training and held-out examples (examples.Dataset) and other people's
-    held-out turns in NAME's slot (for specificity; [] in the transcript format)."""
+    """(data, others) for `cfg` (as `settings` returns it, which refuses what cannot be learnt together): the
+    training and held-out examples (examples.Dataset) and other people's held-out turns in NAME's slot (for
+    specificity; [] in the transcript format)."""
     from datetime import timedelta
 
     from likeme.data import examples, slots
@@ -83,8 +84,6 @@ def datasets(cfg, store, tok):
         memory = (lambda train_s: recall.for_training(train_s, cfg.name, cfg.recall, cfg.recall_model)) \
             if cfg.recall else None
         if cfg.learn_from == "everyone":
-            if cfg.recall:
-                raise LikemeError("--recall with --learn-from everyone is not supported: use one of them")
             data = slots.everyone_dataset(store, cfg.name, tok, context_turns=cfg.context_turns,
                                           max_length=cfg.block_size, heldout=cfg.heldout, gap=gap,
                                           min_turns=cfg.min_turns,
@@ -96,8 +95,6 @@ def datasets(cfg, store, tok):
         others = slots.others_heldout(store, cfg.name, tok, context_turns=cfg.context_turns,
                                       max_length=cfg.block_size, heldout=cfg.heldout, gap=gap, at_most=cfg.score_max)
     else:
-        if cfg.learn_from != "me":
-            raise LikemeError("--learn-from everyone needs --format persona (transcript: --loss-on all)")
         data = examples.transcript_dataset(store, cfg.name, tok, block_size=cfg.block_size,
                                            loss_on=cfg.loss_on, heldout=cfg.heldout, gap=gap)
         others = []
@@ -135,7 +132,7 @@ def blend(run, cfg, train, *, progress: bool = True, callbacks=()) -> Path:
         data, others = datasets(replace(parts["register"], learn_from="me"), store, tok)  # NAME's held-out replies, the others
         provenance = store.provenance(cfg.name)
     run.begin(config=cfg, task="causal-lm", base=cfg.base, data=provenance, **{"as": cfg.name, "partner": data.partner})
-    follow = _following(run, parts, rest=parts["register"].max_steps)
+    follow = _following(run, parts, cfg.blend)
     with run.recording():
         for name, part in parts.items():
             done = runs.read_meta(part.out).get("status") if (Path(part.out) / runs.RUN_FILE).is_file() else None
@@ -164,17 +161,18 @@ def blend(run, cfg, train, *, progress: bool = True, callbacks=()) -> Path:
     return run.path
 
 
-def _following(run, parts: dict, rest: int | None):
+def _following(run, parts: dict, share: float):
     """A callback for each part that rewrites RUN/metrics.jsonl from the parts' rows as they are logged (so a
     blend's progress shows where any run's does: `likeme studio`, the loss plot): the parts one after the
     other, each row marked with its part, steps and seconds counted on. A row of the first part gives as its
-    max_steps the blend's: `rest`, the second part's steps, or as many as its share of the time would give."""
+    max_steps the blend's: its own and the second part's --max-steps, or, with a budget of time or passes,
+    as many more as the second part's `share` of it would give at the same pace."""
     from transformers import TrainerCallback
 
     from likeme import runs
     from likeme.paths import atomic_write
 
-    first, second = parts.values()
+    first, second = parts.values()  # with --max-steps each part's is known; else the second's is not yet
 
     def rows():
         out, step, seconds = [], 0, 0.0
@@ -183,8 +181,7 @@ def _following(run, parts: dict, rest: int | None):
             for r in found:
                 row = {**r, "part": name, "step": step + r.get("step", 0), "seconds": round(seconds + r.get("seconds", 0), 3)}
                 if "max_steps" in r and part is first:
-                    row["max_steps"] = r["max_steps"] + (rest or round(r["max_steps"] * (second.max_minutes or 0)
-                                                                       / (first.max_minutes or 1)))
+                    row["max_steps"] = r["max_steps"] + (second.max_steps or round(r["max_steps"] * share / (1 - share)))
                 elif "max_steps" in r:
                     row["max_steps"] = step + r["max_steps"]
                 out.append(row)
